@@ -1,0 +1,38 @@
+# The README's two commands: `make up` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+IMAGE_DIR := build/images/test-guest
+
+.PHONY: up test bootstrap deploy image demo unit bench lint clean down
+
+up: bootstrap deploy image demo   ## bring the all-in-one cloud up and show a VM answering SSH
+
+test: bootstrap deploy image      ## run the whole test suite (unit, modules, integration)
+	$(VENV)/bin/pytest -q tests
+
+unit: bootstrap                   ## the tests that need no deployed cloud
+	$(VENV)/bin/pytest -q -m "not integration" tests
+
+bootstrap:
+	scripts/bootstrap.sh
+
+deploy:
+	$(VENV)/bin/stackctl deploy
+
+image:
+	$(VENV)/bin/python images/test-guest/build.py --out $(IMAGE_DIR)
+
+demo:
+	scripts/demo.sh
+
+bench: bootstrap deploy image
+	$(VENV)/bin/python bench/run.py
+
+lint:
+	$(VENV)/bin/ruff check plugins library stackctl tests bench
+
+down:                             ## delete the demo VM and tenant (the deployed services stay)
+	scripts/demo.sh --down
+
+clean: down
+	rm -rf build

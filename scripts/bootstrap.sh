@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prepare the control node: the OS packages it needs and the project's virtualenv.
+# Idempotent: a second run only checks. Debian 12 (bookworm) as root, systemd or not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Control node: build libvirt-python, detect image formats (qemu-img), ssh to guests,
+# build the test guest image (e2fsprogs, cpio), let Ansible's apt module find python3-apt.
+packages=(python3 python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev qemu-utils
+          openssh-client e2fsprogs cpio)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: missing OS packages (${missing[*]}); run as root or install them first" >&2
+    exit 1
+  fi
+  echo "bootstrap: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp=.venv/.installed
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing stackctl and its dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -U pip
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch "$stamp"
+fi
+echo "bootstrap: ok ($(.venv/bin/stackctl --version 2>/dev/null || echo 'stackctl installed'))"
