@@ -1,0 +1,5 @@
+"""``python -m stackctl`` runs the CLI."""
+
+from stackctl.cli import main
+
+main()

@@ -1,0 +1,282 @@
+"""VM lifecycle for a tenant: create, start, stop, reboot, delete (journaled host work through
+the runner), show, list and console-log.
+
+Everything a user can get wrong is checked before the journal opens, so a bad request never
+touches a host. Journaled steps (``STACKCTL_CRASH_AT`` accepts these names):
+
+- ``vm.create``: ``claim`` (scheduler picks a host, VM row inserted), ``image`` (image, kernel
+  and ramdisk into the host's cache), ``domain`` (``stack_vm state=running``), ``finish``
+  (address and state recorded). A failure rolls back at once; a crash is rolled back by
+  ``stackctl recover`` (or the next state-changing command).
+- ``vm.start``/``vm.stop``/``vm.reboot``: ``domain``, ``finish``.
+- ``vm.delete``: ``mark`` (state deleting), ``domain`` (``stack_vm state=absent``), ``finish``
+  (row removed).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from stackcore import validate
+from stackcore.errors import BackendError, Conflict, InvalidInput, StackError
+
+from stackctl import tasks
+from stackctl.app import App
+from stackctl.journal import Journal
+from stackctl.models import VM, Image, new_uuid
+from stackctl.progress import StepProgress
+from stackctl.runner import Task
+from stackctl.scheduler import ClaimRequest, claim
+from stackctl.workflows import lookup
+
+MAX_USER_DATA = 64 * 1024
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    tenant: str | None
+    name: str
+    image: str
+    flavor: str
+    key: str
+    user_data: str | None = None
+    wait: bool = True  # wait for the guest's DHCP address
+
+
+def create(app: App, req: CreateRequest, ui: StepProgress | None = None) -> dict:
+    """Create and boot a VM; returns it. Rolled back (nothing left) if any step fails."""
+    ui = ui or StepProgress("", enabled=False)
+    plan = _plan_create(app, req)
+    journal = Journal.open(app.db, "vm.create", vm_uuid=plan.uuid, tenant_id=plan.tenant_id,
+                           params={"name": plan.name})
+    touched_domain = False
+    try:
+        with journal.step("claim"):
+            ui.step("choosing a host")
+            with app.db.write() as session:
+                vm = claim(session, plan, app.policy)
+                host = vm.host.name
+                cache = _cache_tasks(vm.image)
+        with journal.step("image"):
+            ui.step(f"caching the image on {host}")
+            app.runner.run_tasks(host, cache, ui.task, label=journal.label)
+        with journal.step("domain"):
+            touched_domain = True
+            ui.step(f"booting on {host}" + (" and waiting for its address" if req.wait else ""))
+            with app.db.read() as session:
+                boot = tasks.vm_state(session.get(VM, plan.uuid), "running",
+                                      wait_timeout=tasks.DEFAULT_WAIT_TIMEOUT if req.wait else 0)
+            results = app.runner.run_tasks(host, [boot], ui.task, label=journal.label)
+        with journal.step("finish"):
+            result = _record(app, plan.uuid, "running", results[-1])
+        journal.finish("done")
+        return result
+    except StackError as exc:
+        _undo_create(app, journal, plan.uuid, exc, touched_domain, ui)
+        raise
+
+
+def start(app: App, tenant: str | None, name: str, ui: StepProgress | None = None) -> dict:
+    """Power a VM on (and wait for its address); also repairs a domain gone missing."""
+    return _power(app, tenant, name, "vm.start", ("running",), ui)
+
+
+def stop(app: App, tenant: str | None, name: str, ui: StepProgress | None = None) -> dict:
+    """ACPI shutdown, forced off after the module's stop_timeout."""
+    return _power(app, tenant, name, "vm.stop", ("stopped",), ui)
+
+
+def reboot(app: App, tenant: str | None, name: str, ui: StepProgress | None = None) -> dict:
+    """Stop (graceful, then forced) and start again, in one host run."""
+    return _power(app, tenant, name, "vm.reboot", ("stopped", "running"), ui)
+
+
+def delete(app: App, tenant: str | None, name: str, ui: StepProgress | None = None) -> dict:
+    """Remove the domain, its disk, seed and log, then the row."""
+    ui = ui or StepProgress("", enabled=False)
+    uuid, tenant_id, host, domain = _locate(app, tenant, name)
+    journal = Journal.open(app.db, "vm.delete", vm_uuid=uuid, tenant_id=tenant_id,
+                           exclusive=True)
+    try:
+        with journal.step("mark"), app.db.write() as session:
+            session.get(VM, uuid).state = "deleting"
+        with journal.step("domain"):
+            if host is not None:
+                ui.step(f"removing {domain} from {host}")
+                app.runner.run_tasks(host, [tasks.vm_absent(domain, uuid)], ui.task,
+                                     label=journal.label)
+        with journal.step("finish"), app.db.write() as session:
+            session.delete(session.get(VM, uuid))
+        journal.finish("done")
+    except StackError as exc:
+        _set_fault(app, uuid, f"delete failed: {exc}", state="error")
+        journal.finish("failed", str(exc))
+        raise
+    return {"name": name, "uuid": uuid, "deleted": True}
+
+
+def show(app: App, tenant: str | None, name: str) -> dict:
+    validate.vm_name(name)
+    with app.db.read() as session:
+        return lookup.vm(session, lookup.tenant(session, tenant), name).to_dict()
+
+
+def list_vms(app: App, tenant: str | None) -> list[dict]:
+    with app.db.read() as session:
+        owner = lookup.tenant(session, tenant)
+        rows = session.scalars(select(VM).where(VM.tenant_id == owner.id).order_by(VM.name))
+        return [vm.to_dict() for vm in rows]
+
+
+def console_log(app: App, tenant: str | None, name: str) -> str:
+    """The guest's serial console log, read on its host with ``slurp``."""
+    validate.vm_name(name)
+    with app.db.read() as session:
+        vm = lookup.vm(session, lookup.tenant(session, tenant), name)
+        if vm.host is None:
+            raise Conflict(f"VM {name!r} has no host yet")
+        host, path = vm.host.name, tasks.console_log_path(vm)
+    results = app.runner.run_tasks(host, [tasks.slurp(path)], label="console")
+    try:
+        data = base64.b64decode(results[0]["content"])
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BackendError(f"unexpected answer from slurp on {host}") from exc
+    return data.decode("utf-8", errors="replace")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _plan_create(app: App, req: CreateRequest) -> ClaimRequest:
+    """Validate the whole request (names, tenant, flavor, image, key, user_data)."""
+    validate.vm_name(req.name)
+    user_data = req.user_data
+    if user_data is not None and len(user_data.encode("utf-8")) > MAX_USER_DATA:
+        raise InvalidInput(f"user data is larger than {MAX_USER_DATA // 1024} KiB")
+    with app.db.read() as session:
+        owner = lookup.tenant(session, req.tenant)
+        flavor = lookup.flavor(session, req.flavor)
+        image = lookup.image(session, owner, req.image)
+        keypair = lookup.keypair(session, owner, req.key)
+        _check_bootable(image, flavor)
+        if session.scalar(select(VM.uuid).where(VM.tenant_id == owner.id, VM.name == req.name)):
+            raise Conflict(f"a VM named {req.name!r} already exists")
+        uuid = new_uuid()
+        return ClaimRequest(
+            uuid=uuid, tenant_id=owner.id, name=req.name, flavor_id=flavor.id,
+            image_id=image.id, keypair_id=keypair.id, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb,
+            disk_gb=flavor.disk_gb, mac=_mac_for(uuid), ssh_public_key=keypair.public_key,
+            user_data=user_data or None,
+        )
+
+
+def _check_bootable(image: Image, flavor) -> None:
+    if image.disk_format not in ("qcow2", "raw"):
+        raise InvalidInput(f"image {image.name!r} is a {image.disk_format} (kernel/ramdisk) "
+                           "image, not a bootable disk image")
+    if image.status != "active":
+        raise Conflict(f"image {image.name!r} is {image.status}, not active")
+    if image.virtual_size and image.virtual_size > flavor.disk_gb * GIB:
+        raise InvalidInput(f"flavor {flavor.name!r} has a {flavor.disk_gb} GiB disk, too small "
+                           f"for image {image.name!r} ({-(-image.virtual_size // GIB)} GiB)")
+
+
+def _mac_for(uuid: str) -> str:
+    from stackcore.domain import mac_for  # contracts.md: the module derives the same MAC
+
+    return mac_for(uuid)
+
+
+def _cache_tasks(image: Image) -> list[Task]:
+    """The image and its kernel/ramdisk into the host's cache.
+
+    Seam for remote hosts: the aio host shares the controller's filesystem, so the source is
+    the store path itself. A remote host needs a copy step first (``ansible.builtin.copy``
+    to a staging path, or ``url=`` from the image service); only ``_source_on_host`` changes.
+    """
+    parts = [image, image.kernel, image.ramdisk]
+    return [tasks.cache_image(part, _source_on_host(part)) for part in parts if part is not None]
+
+
+def _source_on_host(image: Image) -> str:
+    return image.path
+
+
+def _record(app: App, uuid: str, state: str, result: dict) -> dict:
+    """Store what the module reported after a successful run."""
+    info = result.get("vm") or {}
+    with app.db.write() as session:
+        vm = session.get(VM, uuid)
+        vm.state, vm.fault = state, None
+        vm.mac = info.get("mac") or vm.mac
+        if info.get("address"):
+            vm.address = info["address"]
+        session.flush()
+        return vm.to_dict()
+
+
+def _set_fault(app: App, uuid: str, fault: str, state: str | None = None) -> None:
+    with app.db.write() as session:
+        vm = session.get(VM, uuid)
+        if vm is not None:
+            vm.fault = fault[:2000]
+            if state:
+                vm.state = state
+
+
+def _undo_create(app: App, journal: Journal, uuid: str, exc: StackError, touched: bool,
+                 ui: StepProgress) -> None:
+    """Roll a failed create back now; if that fails too, leave the VM in error for delete."""
+    with app.db.read() as session:
+        vm = session.get(VM, uuid)
+        host = vm.host.name if vm is not None and vm.host is not None else None
+    if vm is None:
+        journal.finish("failed", str(exc))
+        return
+    try:
+        if touched and host is not None:
+            ui.step(f"rolling back on {host}")
+            app.runner.run_tasks(host, [tasks.vm_absent(f"stk-{uuid}", uuid)], ui.task,
+                                 label=journal.label)
+        with app.db.write() as session:
+            session.delete(session.get(VM, uuid))
+    except StackError as undo:
+        _set_fault(app, uuid, f"create failed: {exc}; rollback failed: {undo}", state="error")
+        journal.finish("failed", f"{exc}; rollback failed: {undo}")
+        return
+    journal.finish("failed", f"{exc} (rolled back)")
+
+
+def _locate(app: App, tenant: str | None, name: str) -> tuple[str, int, str | None, str]:
+    validate.vm_name(name)
+    with app.db.read() as session:
+        vm = lookup.vm(session, lookup.tenant(session, tenant), name)
+        return vm.uuid, vm.tenant_id, vm.host.name if vm.host else None, vm.domain
+
+
+def _power(app: App, tenant: str | None, name: str, kind: str, states: tuple[str, ...],
+           ui: StepProgress | None) -> dict:
+    ui = ui or StepProgress("", enabled=False)
+    uuid, tenant_id, host, _domain = _locate(app, tenant, name)
+    if host is None:
+        raise Conflict(f"VM {name!r} has no host")
+    journal = Journal.open(app.db, kind, vm_uuid=uuid, tenant_id=tenant_id, exclusive=True)
+    try:
+        with journal.step("domain"):
+            ui.step(" then ".join({"running": "starting", "stopped": "stopping"}[s]
+                                  for s in states) + f" on {host}")
+            with app.db.read() as session:
+                vm = session.get(VM, uuid)
+                calls = [tasks.vm_state(vm, state) for state in states]
+            results = app.runner.run_tasks(host, calls, ui.task, label=journal.label)
+        with journal.step("finish"):
+            result = _record(app, uuid, states[-1], results[-1])
+        journal.finish("done")
+        return result
+    except StackError as exc:
+        _set_fault(app, uuid, f"{kind.split('.')[1]} failed: {exc}")
+        journal.finish("failed", str(exc))
+        raise

@@ -1,0 +1,221 @@
+"""Scheduler: filters and weighers as tables, claims in the database, and exact claims under
+real concurrency (several processes, one SQLite file)."""
+
+import multiprocessing
+import os
+
+import pytest
+from sqlalchemy import func, select
+from stackcore.errors import Conflict
+
+from stackctl.db import Database
+from stackctl.models import VM, Flavor, Host, Image, Tenant, new_uuid
+from stackctl.scheduler import (
+    ClaimRequest,
+    HostState,
+    Policy,
+    Rejection,
+    Request,
+    Usage,
+    claim,
+    select_host,
+    usage_by_host,
+)
+
+NO_OVERCOMMIT = Policy(1.0, 1.0, 1.0)
+SMALL = Request(vcpus=1, ram_mb=512, disk_gb=5)
+
+
+def hosts(*specs):
+    """("name", vcpus, ram_mb, disk_gb[, enabled]) -> HostState list."""
+    return [HostState(*spec) for spec in specs]
+
+
+# (case, hosts, usage, request, policy, expected host)
+CHOICES = [
+    ("only host", hosts(("aio", 2, 2048, 20)), {}, SMALL, NO_OVERCOMMIT, "aio"),
+    ("spread picks most free RAM",
+     hosts(("a", 4, 4096, 50), ("b", 4, 4096, 50)), {"a": Usage(1, 1024, 5, 1)}, SMALL,
+     NO_OVERCOMMIT, "b"),
+    ("pack picks least free RAM",
+     hosts(("a", 4, 4096, 50), ("b", 4, 4096, 50)), {"a": Usage(1, 1024, 5, 1)}, SMALL,
+     Policy(1.0, 1.0, 1.0, "pack"), "a"),
+    ("ties broken by name (spread)", hosts(("b", 2, 2048, 20), ("a", 2, 2048, 20)), {}, SMALL,
+     NO_OVERCOMMIT, "a"),
+    ("ties broken by name (pack)", hosts(("b", 2, 2048, 20), ("a", 2, 2048, 20)), {}, SMALL,
+     Policy(weigher="pack"), "a"),
+    ("disabled host skipped", hosts(("a", 8, 8192, 100, False), ("b", 1, 1024, 10)), {},
+     SMALL, NO_OVERCOMMIT, "b"),
+    ("full host skipped", hosts(("a", 8, 8192, 100), ("b", 1, 1024, 10)),
+     {"a": Usage(8, 8000, 10, 3)}, SMALL, NO_OVERCOMMIT, "b"),
+    ("RAM overcommit 1.5 fits", hosts(("a", 2, 1024, 20)), {"a": Usage(1, 1024, 5, 1)},
+     SMALL, Policy(), "a"),
+    ("CPU overcommit 16 fits", hosts(("a", 1, 8192, 100)), {"a": Usage(15, 1024, 5, 15)},
+     SMALL, Policy(), "a"),
+    ("exact fit", hosts(("a", 1, 512, 5)), {}, SMALL, NO_OVERCOMMIT, "a"),
+]
+
+
+@pytest.mark.parametrize("case,candidates,usage,request_,policy,expected", CHOICES,
+                         ids=[c[0] for c in CHOICES])
+def test_select_host_chooses(case, candidates, usage, request_, policy, expected):
+    assert select_host(candidates, usage, request_, policy).name == expected
+
+
+# (case, hosts, usage, request, policy, expected message)
+REFUSALS = [
+    ("no hosts", [], {}, SMALL, Policy(),
+     "no hypervisor hosts are known: run 'stackctl host refresh'"),
+    ("RAM", hosts(("aio", 4, 1024, 50)), {"aio": Usage(1, 924, 1, 1)}, SMALL, NO_OVERCOMMIT,
+     "no host has 512 MiB RAM free: aio has 100 MiB"),
+    ("RAM on two hosts", hosts(("a", 4, 256, 50), ("b", 4, 300, 50)), {}, SMALL,
+     NO_OVERCOMMIT, "no host has 512 MiB RAM free: a has 256 MiB, b has 300 MiB"),
+    ("vCPU", hosts(("aio", 1, 8192, 50)), {"aio": Usage(1, 128, 1, 1)}, SMALL, NO_OVERCOMMIT,
+     "no host has 1 vCPU free: aio has 0 vCPU"),
+    ("disk", hosts(("aio", 4, 8192, 4)), {}, SMALL, NO_OVERCOMMIT,
+     "no host has 5 GiB disk free: aio has 4 GiB"),
+    ("disabled", hosts(("aio", 4, 8192, 50, False)), {}, SMALL, Policy(),
+     "no host is enabled: aio is disabled"),
+    ("mixed reasons", hosts(("a", 4, 8192, 50, False), ("b", 4, 100, 50)), {}, SMALL,
+     NO_OVERCOMMIT,
+     "no host fits 1 vCPU, 512 MiB RAM, 5 GiB disk: a is disabled, b has 100 MiB RAM free"),
+    ("over-used host reports 0, not a negative", hosts(("aio", 1, 1000, 10)),
+     {"aio": Usage(1, 2000, 1, 2)}, SMALL, NO_OVERCOMMIT,
+     "no host has 512 MiB RAM free: aio has 0 MiB"),
+]
+
+
+@pytest.mark.parametrize("case,candidates,usage,request_,policy,message", REFUSALS,
+                         ids=[c[0] for c in REFUSALS])
+def test_select_host_explains_why_nothing_fits(case, candidates, usage, request_, policy,
+                                               message):
+    with pytest.raises(Conflict) as err:
+        select_host(candidates, usage, request_, policy)
+    assert str(err.value) == message
+
+
+def test_extra_filters_hook_runs_after_the_defaults():
+    def anti_affinity(host, usage, request, policy):
+        return Rejection(host.name, "is outside the group", "holds a group member",
+                         "holds a group member") if host.name == "a" else None
+
+    policy = Policy(extra_filters=(anti_affinity,))
+    chosen = select_host(hosts(("a", 8, 8192, 100), ("b", 1, 1024, 10)), {}, SMALL, policy)
+    assert chosen.name == "b"
+
+
+# --- claims in the database ------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, db):
+    """The test's SQLite file, or (when STACKCTL_TEST_PG_URL is set, e.g.
+    ``postgresql+psycopg://stackctl@127.0.0.1:55432/stackctl_test``) a PostgreSQL database
+    emptied for the test."""
+    if request.param == "sqlite":
+        yield db
+        return
+    url = os.environ.get("STACKCTL_TEST_PG_URL")
+    if not url:
+        pytest.skip("set STACKCTL_TEST_PG_URL to run against PostgreSQL")
+    from stackctl.models import Base
+
+    pg = Database(url)
+    Base.metadata.drop_all(pg.engine)
+    pg.ensure_schema()
+    yield pg
+    pg.dispose()
+    Base.metadata.drop_all(Database(url).engine)
+
+
+def _seed(db, host_ram_mb=1024, hosts_=("aio",)):
+    """A tenant, an image row and hosts; returns a function making claim requests."""
+    with db.write() as session:
+        tenant = Tenant(name="t")
+        session.add(tenant)
+        for name in hosts_:
+            session.add(Host(name=name, vcpus=64, ram_mb=host_ram_mb, disk_gb=1000))
+        image = Image(name="img", sha256="0" * 64, disk_format="qcow2", size=1, path="/x")
+        session.add(image)
+        session.flush()
+        flavor = session.scalar(select(Flavor).where(Flavor.name == "m1.micro"))
+        ids = (tenant.id, image.id, flavor.id)
+
+    def request(name):
+        tenant_id, image_id, flavor_id = ids
+        return ClaimRequest(uuid=new_uuid(), tenant_id=tenant_id, name=name,
+                            flavor_id=flavor_id, image_id=image_id, keypair_id=None, vcpus=1,
+                            ram_mb=256, disk_gb=2, mac="52:54:00:00:00:00")
+
+    return request
+
+
+def test_claim_places_the_vm_and_counts_its_usage(any_db):
+    db = any_db
+    request = _seed(db, hosts_=("a", "b"))
+    with db.write() as session:
+        first = claim(session, request("one"), NO_OVERCOMMIT)
+        second = claim(session, request("two"), NO_OVERCOMMIT)
+        assert {first.host.name, second.host.name} == {"a", "b"}  # spread
+        assert first.state == "building"
+    with db.read() as session:
+        usage = usage_by_host(session)
+    assert usage["a"] == Usage(1, 256, 2, 1) and usage["b"] == Usage(1, 256, 2, 1)
+
+
+def test_claim_refuses_a_name_taken_in_the_tenant(any_db):
+    db = any_db
+    request = _seed(db)
+    with db.write() as session:
+        claim(session, request("web"), NO_OVERCOMMIT)
+    with pytest.raises(Conflict, match="already exists"), db.write() as session:
+        claim(session, request("web"), NO_OVERCOMMIT)
+
+
+def test_stopped_vms_keep_their_slot(db):
+    request = _seed(db, host_ram_mb=512)
+    with db.write() as session:
+        for name in ("one", "two"):
+            claim(session, request(name), NO_OVERCOMMIT).state = "stopped"
+    with pytest.raises(Conflict, match="aio has 0 MiB"), db.write() as session:
+        claim(session, request("three"), NO_OVERCOMMIT)
+
+
+def _claim_in_process(url, request, barrier, results):
+    db = Database(url)
+    db.ensure_schema()
+    barrier.wait()
+    try:
+        with db.write() as session:
+            vm = claim(session, request, NO_OVERCOMMIT)
+            results.put(("ok", vm.host.name))
+    except Conflict as exc:
+        results.put(("conflict", str(exc)))
+    finally:
+        db.dispose()
+
+
+def test_concurrent_claims_never_overcommit(any_db):
+    """12 processes claim 256 MiB at once on a 1 GiB host (no overcommit): exactly 4 win."""
+    db = any_db
+    request = _seed(db, host_ram_mb=1024)
+    db.dispose()
+    workers = 12
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_claim_in_process,
+                         args=(db.url, request(f"vm{i}"), barrier, results))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert sorted(kind for kind, _ in outcomes).count("ok") == 4
+    refusals = [msg for kind, msg in outcomes if kind == "conflict"]
+    assert len(refusals) == 8
+    assert all(msg == "no host has 256 MiB RAM free: aio has 0 MiB" for msg in refusals)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(VM)) == 4
+        assert session.scalar(select(func.sum(VM.ram_mb))) == 1024
