@@ -7,7 +7,8 @@ IMAGE_DIR := build/images/test-guest
 
 up: bootstrap deploy image demo   ## bring the all-in-one cloud up and show a VM answering SSH
 
-test: bootstrap deploy image      ## run the whole test suite (unit, modules, integration)
+test: deploy image                ## run the whole test suite (unit, modules, integration)
+	scripts/bootstrap.sh --test
 	$(VENV)/bin/pytest -q tests
 
 unit: bootstrap                   ## the tests that need no deployed cloud
@@ -16,10 +17,10 @@ unit: bootstrap                   ## the tests that need no deployed cloud
 bootstrap:
 	scripts/bootstrap.sh
 
-deploy:
+deploy: bootstrap
 	$(VENV)/bin/stackctl deploy
 
-image:
+image: bootstrap
 	$(VENV)/bin/python images/test-guest/build.py --out $(IMAGE_DIR)
 
 demo:

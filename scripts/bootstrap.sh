@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Prepare the control node: the OS packages it needs and the project's virtualenv.
 # Idempotent: a second run only checks. Debian 12 (bookworm) as root, systemd or not.
+# --test also installs what the test suite needs (PostgreSQL's server, to prove a DSN works).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
 
 # Control node: build libvirt-python, detect image formats (qemu-img), ssh to guests,
 # build the test guest image (e2fsprogs, cpio), let Ansible's apt module find python3-apt.
 packages=(python3 python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev qemu-utils
           openssh-client e2fsprogs cpio)
+if $for_tests; then
+  packages+=(postgresql)
+  # The tests start a private cluster of their own; don't let the package create and start
+  # a system-wide one on port 5432.
+  if [ ! -e /etc/postgresql-common/createcluster.conf ] && [ "$(id -u)" -eq 0 ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  fi
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,7 +43,7 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing stackctl and its dependencies into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -U pip
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,postgres]'
   touch "$stamp"
 fi
 echo "bootstrap: ok ($(.venv/bin/stackctl --version 2>/dev/null || echo 'stackctl installed'))"

@@ -109,15 +109,12 @@ def test_extra_filters_hook_runs_after_the_defaults():
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_db(request, db):
-    """The test's SQLite file, or (when STACKCTL_TEST_PG_URL is set, e.g.
-    ``postgresql+psycopg://stackctl@127.0.0.1:55432/stackctl_test``) a PostgreSQL database
-    emptied for the test."""
+    """The test's SQLite file, or a real PostgreSQL database emptied for the test (the
+    ``postgres_url`` fixture: STACKCTL_TEST_PG_URL, or a private cluster started for the run)."""
     if request.param == "sqlite":
         yield db
         return
-    url = os.environ.get("STACKCTL_TEST_PG_URL")
-    if not url:
-        pytest.skip("set STACKCTL_TEST_PG_URL to run against PostgreSQL")
+    url = request.getfixturevalue("postgres_url")
     from stackctl.models import Base
 
     pg = Database(url)
