@@ -119,11 +119,21 @@ class Journal:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        """Record ``name`` (committed), do the work in the block, then mark it done."""
-        step_id = self._record(name)
+        """Record ``name`` (committed), do the work in the block, then mark it done.
+
+        Inside the block, ``advance`` may move on to later steps (for work that one host run
+        does in several steps); the last step entered is the one marked done."""
+        self._open_step = self._record(name)
         crash_point(name)
         yield
-        self._mark_done(step_id)
+        self._mark_done(self._open_step)
+
+    def advance(self, name: str) -> None:
+        """Mark the open step done and record ``name`` before its work starts (used from a
+        runner progress callback when a host run reaches the task that begins ``name``)."""
+        self._mark_done(self._open_step)
+        self._open_step = self._record(name)
+        crash_point(name)
 
     def finish(self, status: str = "done", error: str | None = None) -> None:
         from stackctl.models import Operation

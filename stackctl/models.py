@@ -158,6 +158,20 @@ class Host(Base):
         }
 
 
+class HostImage(Base):
+    """An image a host is known to hold in its cache (recorded after ``stack_image_cache``
+    succeeded there), so later creates skip that module run. If the host lost the file,
+    ``stack_vm`` reports the base image missing and the create re-caches once."""
+
+    __tablename__ = "host_images"
+    __table_args__ = (UniqueConstraint("host_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    cached_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class VM(Base):
     __tablename__ = "vms"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)

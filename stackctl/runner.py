@@ -307,6 +307,23 @@ def render_playbook(hosts: str, tasks: Sequence[Task]) -> str:
     return yaml.dump([play], Dumper=Dumper, sort_keys=False, default_flow_style=False)
 
 
+@dataclass(frozen=True)
+class HostVar:
+    """An argument taken from the host's inventory variables on the host (e.g. the
+    inventory's ``hypervisor_virt_type``). Written by the controller, never from user input:
+    the name must be an identifier and the default a plain word."""
+
+    name: str
+    default: str
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not re.fullmatch(r"[A-Za-z0-9_.-]*", self.default):
+            raise InvalidInput(f"bad host variable reference {self.name!r}")
+
+    def jinja(self) -> str:
+        return "{{ " + f"{self.name} | default('{self.default}')" + " }}"
+
+
 class _Quoted(str):
     """A string argument, always written double-quoted."""
 
@@ -319,6 +336,8 @@ _JINJA_MARKERS = ("{{", "{%", "{#")
 
 
 def _literal(value: Any) -> Any:
+    if isinstance(value, HostVar):
+        return _Quoted(value.jinja())
     if isinstance(value, str):
         return (_Unsafe if any(m in value for m in _JINJA_MARKERS) else _Quoted)(value)
     if isinstance(value, Mapping):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from stackctl.runner import Task
+from stackctl.runner import HostVar, Task
 
 if TYPE_CHECKING:
     from stackctl.models import VM, Image
@@ -57,6 +57,7 @@ def vm_state(vm: VM, state: str, *, wait_timeout: int = DEFAULT_WAIT_TIMEOUT) ->
         "mac": vm.mac,
         "ssh_authorized_keys": [vm.ssh_public_key] if vm.ssh_public_key else [],
         "wait_timeout": wait_timeout,
+        "virt_type": VIRT_TYPE,
     }
     if image.kernel is not None:
         args["kernel"] = cached_path(image.kernel)
@@ -77,8 +78,12 @@ def vm_absent(vm_domain: str, uuid: str | None = None) -> Task:
     return Task("stack_vm", args, name=f"remove {vm_domain}")
 
 
+# The inventory may force kvm or qemu per host (roles/hypervisor: hypervisor_virt_type).
+VIRT_TYPE = HostVar("hypervisor_virt_type", "auto")
+
+
 def hypervisor_info() -> Task:
-    return Task("stack_hypervisor_info", {}, name="hypervisor info")
+    return Task("stack_hypervisor_info", {"virt_type": VIRT_TYPE}, name="hypervisor info")
 
 
 def slurp(path: str) -> Task:

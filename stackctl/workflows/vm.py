@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy import select
 from stackcore import validate
 from stackcore.errors import BackendError, Conflict, InvalidInput, StackError
@@ -25,7 +26,7 @@ from stackcore.errors import BackendError, Conflict, InvalidInput, StackError
 from stackctl import tasks
 from stackctl.app import App
 from stackctl.journal import Journal
-from stackctl.models import VM, Image, new_uuid
+from stackctl.models import VM, HostImage, Image, new_uuid
 from stackctl.progress import StepProgress
 from stackctl.runner import Task
 from stackctl.scheduler import ClaimRequest, claim
@@ -53,23 +54,42 @@ def create(app: App, req: CreateRequest, ui: StepProgress | None = None) -> dict
     journal = Journal.open(app.db, "vm.create", vm_uuid=plan.uuid, tenant_id=plan.tenant_id,
                            params={"name": plan.name})
     touched_domain = False
+
+    def on_task(event):
+        # One host run does both steps (each run pays Ansible's ~1 s start-up): the journal
+        # enters "domain" when the run reaches the stack_vm task, before the module runs.
+        nonlocal touched_domain
+        ui.task(event)
+        if event.kind == "start" and event.task == boot.title and not touched_domain:
+            touched_domain = True
+            ui.step(f"booting on {host}" + (" and waiting for its address" if req.wait else ""))
+            journal.advance("domain")
+
     try:
         with journal.step("claim"):
             ui.step("choosing a host")
             with app.db.write() as session:
                 vm = claim(session, plan, app.policy)
-                host = vm.host.name
-                cache = _cache_tasks(vm.image)
+                host, host_id = vm.host.name, vm.host_id
+                parts = _image_parts(vm.image)
+                known = _known_cached(session, host_id)
+                cache = [_cache_task(p) for p in parts if p.sha256 not in known]
+                full_cache = [_cache_task(p) for p in parts]
+                boot = tasks.vm_state(vm, "running",
+                                      wait_timeout=tasks.DEFAULT_WAIT_TIMEOUT if req.wait else 0)
         with journal.step("image"):
             ui.step(f"caching the image on {host}")
-            app.runner.run_tasks(host, cache, ui.task, label=journal.label)
-        with journal.step("domain"):
-            touched_domain = True
-            ui.step(f"booting on {host}" + (" and waiting for its address" if req.wait else ""))
-            with app.db.read() as session:
-                boot = tasks.vm_state(session.get(VM, plan.uuid), "running",
-                                      wait_timeout=tasks.DEFAULT_WAIT_TIMEOUT if req.wait else 0)
-            results = app.runner.run_tasks(host, [boot], ui.task, label=journal.label)
+            try:
+                results = app.runner.run_tasks(host, [*cache, boot], on_task,
+                                               label=journal.label)
+            except BackendError as exc:
+                if len(cache) == len(full_cache) or not _lost_from_cache(exc):
+                    raise
+                ui.step(f"{host} lost a cached image; caching it again")
+                _remember_cached(app, host_id, [], forget=True)
+                results = app.runner.run_tasks(host, [*full_cache, boot], on_task,
+                                               label=journal.label)
+            _remember_cached(app, host_id, [p.sha256 for p in parts])
         with journal.step("finish"):
             result = _record(app, plan.uuid, "running", results[-1])
         journal.finish("done")
@@ -190,15 +210,40 @@ def _mac_for(uuid: str) -> str:
     return mac_for(uuid)
 
 
-def _cache_tasks(image: Image) -> list[Task]:
-    """The image and its kernel/ramdisk into the host's cache.
+def _image_parts(image: Image) -> list[Image]:
+    """The image and, for AMI/AKI/ARI-style images, its kernel and ramdisk."""
+    return [part for part in (image, image.kernel, image.ramdisk) if part is not None]
+
+
+def _cache_task(image: Image) -> Task:
+    """Ensure ``image`` is in the host's cache.
 
     Seam for remote hosts: the aio host shares the controller's filesystem, so the source is
     the store path itself. A remote host needs a copy step first (``ansible.builtin.copy``
     to a staging path, or ``url=`` from the image service); only ``_source_on_host`` changes.
     """
-    parts = [image, image.kernel, image.ramdisk]
-    return [tasks.cache_image(part, _source_on_host(part)) for part in parts if part is not None]
+    return tasks.cache_image(image, _source_on_host(image))
+
+
+def _known_cached(session, host_id: int) -> set[str]:
+    rows = session.scalars(select(HostImage.sha256).where(HostImage.host_id == host_id))
+    return set(rows)
+
+
+def _remember_cached(app: App, host_id: int, shas: list[str], forget: bool = False) -> None:
+    """Record what the host now holds (or, with ``forget``, drop everything recorded)."""
+    with app.db.write() as session:
+        if forget:
+            session.execute(sa.delete(HostImage).where(HostImage.host_id == host_id))
+            return
+        known = _known_cached(session, host_id)
+        session.add_all(HostImage(host_id=host_id, sha256=sha) for sha in set(shas) - known)
+
+
+def _lost_from_cache(exc: StackError) -> bool:
+    """stack_vm's error when a base image, kernel or ramdisk file is not on the host."""
+    text = str(exc)
+    return "does not exist" in text and str(tasks.HOST_IMAGE_CACHE) in text
 
 
 def _source_on_host(image: Image) -> str:

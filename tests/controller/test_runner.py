@@ -186,3 +186,28 @@ def test_run_playbook_passes_check_limit_and_tags_through(runner, playbook, tmp_
     assert status == "successful"
     assert stats["changed"] == {"hv2": 1} and stats["ok"] == {"hv2": 1}
     assert not (tmp_path / "hv2").exists()  # check mode changed nothing
+
+
+def test_host_var_is_templated_on_the_host_but_user_strings_never_are(tmp_path):
+    """A HostVar becomes a lookup of the host's inventory variable; a user's string with the
+    same Jinja text stays literal (!unsafe)."""
+    import yaml
+
+    from stackctl.runner import HostVar, Task, render_playbook
+
+    text = render_playbook("aio", [Task("stack_vm", {
+        "virt_type": HostVar("hypervisor_virt_type", "auto"),
+        "user_data": "{{ hypervisor_virt_type | default('auto') }}"})])
+    assert "\"{{ hypervisor_virt_type | default('auto') }}\"" in text
+    assert "!unsafe \"{{ hypervisor_virt_type" in text
+    yaml.load(text.replace("!unsafe", ""), Loader=yaml.SafeLoader)
+
+
+@pytest.mark.parametrize("name, default", [("a b", "auto"), ("x", "auto'}}{{ y"), ("1x", "")])
+def test_host_var_refuses_anything_but_a_name_and_a_plain_default(name, default):
+    from stackcore.errors import InvalidInput
+
+    from stackctl.runner import HostVar
+
+    with pytest.raises(InvalidInput):
+        HostVar(name, default)
