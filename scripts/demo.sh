@@ -14,6 +14,7 @@ ssh_opts=(-i "$key" -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyCheckin
           -o UserKnownHostsFile="$keydir/known_hosts" -o LogLevel=ERROR)
 
 has() { "$S" "$@" >/dev/null 2>&1; }
+quiet() { "$S" "$@" >/dev/null; }  # progress still shows on stderr
 field() { .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 if [ "${1:-}" = "--down" ]; then
@@ -28,18 +29,18 @@ fi
 mkdir -p -m 0700 "$keydir"
 [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C demo@stackctl -f "$key"
 
-has tenant show demo || "$S" tenant create demo
-has keypair show demo-key || "$S" keypair add demo-key --public-key "$key.pub"
-has host show aio || "$S" host refresh
+has tenant show demo || quiet tenant create demo
+has keypair show demo-key || quiet keypair add demo-key --public-key "$key.pub"
+has host show aio || quiet host refresh
 
 manifest() { .venv/bin/python -c 'import json,sys; m=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {"m": m}))' "$img/manifest.json" "$1"; }
-has image show test-guest-kernel || "$S" image import test-guest-kernel "$img/vmlinuz" --disk-format aki --public
-has image show test-guest-initrd || "$S" image import test-guest-initrd "$img/initrd.img" --disk-format ari --public
-has image show test-guest || "$S" image import test-guest "$img/disk.qcow2" --public \
+has image show test-guest-kernel || quiet image import test-guest-kernel "$img/vmlinuz" --disk-format aki --public
+has image show test-guest-initrd || quiet image import test-guest-initrd "$img/initrd.img" --disk-format ari --public
+has image show test-guest || quiet image import test-guest "$img/disk.qcow2" --public \
   --sha256 "$(manifest 'm["files"]["disk"]["sha256"]')" \
   --kernel test-guest-kernel --ramdisk test-guest-initrd --cmdline "$(manifest 'm["cmdline"]')"
 
-has vm show demo-vm || "$S" vm create demo-vm --image test-guest --flavor m1.nano --key demo-key
+has vm show demo-vm || quiet vm create demo-vm --image test-guest --flavor m1.nano --key demo-key
 "$S" vm show demo-vm
 addr=$("$S" vm show demo-vm -o json | field address)
 

@@ -69,9 +69,20 @@ class DeployDisplay:
         if state in ("failed", "unreachable"):
             line += f": {escape(failure_message(res))}"
         self.console.print(line)
+        for note in task_notes(data.get("task_action", ""), res):
+            self.console.print(f"    [yellow]{escape(note)}[/]")
         if self.show_diff and res.get("diff"):
             for text in render_diffs(res["diff"]):
                 self.console.print(escape(text), style="dim")
+
+
+def task_notes(action: str, res: dict) -> list[str]:
+    """What a user must read from a task: module warnings and ``debug`` messages (the roles
+    say 'guests run under TCG' that way)."""
+    notes = [str(w) for w in res.get("warnings") or []]
+    if action.rsplit(".", 1)[-1] == "debug" and res.get("msg"):
+        notes.append(str(res["msg"]))
+    return notes
 
 
 def render_diffs(diff) -> list[str]:

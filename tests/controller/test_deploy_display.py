@@ -1,5 +1,7 @@
 """What `stackctl deploy` prints: the recap table's rows and unified diffs."""
 
+import pytest
+
 from stackctl.commands.deploy import recap_rows, render_diffs
 
 
@@ -21,3 +23,15 @@ def test_diffs_of_text_dicts_and_prepared_output():
     assert '-  "state": "absent"' in data and '+  "state": "active"' in data
     assert render_diffs({"prepared": "2 packages\n"}) == ["2 packages"]
     assert render_diffs([{"before": "same", "after": "same"}, "junk", {}]) == []
+
+
+@pytest.mark.parametrize("action, res, expected", [
+    ("ansible.builtin.debug", {"msg": "WARNING: guests run under TCG"}, ["WARNING: guests run under TCG"]),
+    ("debug", {"msg": "hello"}, ["hello"]),
+    ("stack_vm", {"msg": "not shown", "warnings": ["w1"]}, ["w1"]),
+    ("stack_network", {"changed": True}, []),
+])
+def test_task_notes_surface_warnings_and_debug_messages(action, res, expected):
+    from stackctl.commands.deploy import task_notes
+
+    assert task_notes(action, res) == expected
