@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import startup  # noqa: E402
-import vm_create  # noqa: E402
+import startup
+import vm_create
 
 if __name__ == "__main__":
     print("== start-up ==", flush=True)

@@ -23,8 +23,8 @@ from common import report
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "plugins" / "module_utils"))
-from stackcore.domain import DomainSpec, build_domain_xml, mac_for  # noqa: E402
-from stackcore.seed import build_seed_iso  # noqa: E402
+from stackcore.domain import DomainSpec, build_domain_xml, mac_for
+from stackcore.seed import build_seed_iso
 
 STACKCTL = str(PROJECT / ".venv" / "bin" / "stackctl")
 IMAGE = PROJECT / "build" / "images" / "test-guest"
@@ -102,8 +102,10 @@ def main(rounds=3):
     files = manifest["files"]
     for args in (["tenant", "create", "bench"], ["host", "refresh"],
                  ["keypair", "add", "k", "--public-key", f"{key}.pub"],
-                 ["image", "import", "bk", str(IMAGE / files["kernel"]["path"]), "--disk-format", "aki"],
-                 ["image", "import", "br", str(IMAGE / files["initrd"]["path"]), "--disk-format", "ari"],
+                 ["image", "import", "bk", str(IMAGE / files["kernel"]["path"]),
+                  "--disk-format", "aki"],
+                 ["image", "import", "br", str(IMAGE / files["initrd"]["path"]),
+                  "--disk-format", "ari"],
                  ["image", "import", "bi", str(IMAGE / files["disk"]["path"]), "--kernel", "bk",
                   "--ramdisk", "br", "--cmdline", manifest["cmdline"]]):
         cli(env, *args)

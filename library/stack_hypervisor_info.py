@@ -100,7 +100,8 @@ hypervisor:
           description: Domain UUID.
           type: str
         state:
-          description: As virsh words it (running, idle, paused, in shutdown, shut off, crashed, pmsuspended).
+          description: As virsh words it (running, idle, paused, in shutdown, shut off, crashed,
+            pmsuspended).
           type: str
 kvm_probe:
   description: The KVM probe record used (from the cache or just measured).

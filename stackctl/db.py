@@ -166,7 +166,8 @@ def _translated_errors() -> Iterator[None]:
     except IntegrityError as exc:
         raise Conflict(f"conflicting change: {_one_line(exc.orig or exc)}") from exc
     except SQLAlchemyError as exc:
-        raise BackendError(f"database error: {_one_line(getattr(exc, 'orig', None) or exc)}") from exc
+        detail = _one_line(getattr(exc, "orig", None) or exc)
+        raise BackendError(f"database error: {detail}") from exc
 
 
 def _one_line(exc: BaseException) -> str:

@@ -42,7 +42,7 @@ CMDLINE = f"console=ttyS0 root=LABEL={ROOT_LABEL} rw quiet"
 # Enough to find the root disk (ext4, crc32c and jbd2 are built in) and to
 # seed the entropy pool early; the rest of the drivers load from the disk.
 INITRD_MODULES = ["virtio_pci", "virtio_blk", "virtio-rng"]
-ROOT_MODULES = INITRD_MODULES + ["virtio_net", "isofs", "button", "evdev"]
+ROOT_MODULES = [*INITRD_MODULES, "virtio_net", "isofs", "button", "evdev"]
 ROOT_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey"]
 ROOT_SIZE = "64M"
 # File dates inside the image (SOURCE_DATE_EPOCH overrides): fixed, so the

@@ -34,7 +34,9 @@ def show_tenant(app: App, name: str) -> dict:
     validate.resource_name(name, "tenant name")
     with app.db.read() as session:
         tenant = lookup.tenant(session, name)
-        count = session.scalar(select(func.count()).select_from(VM).where(VM.tenant_id == tenant.id))
+        count = session.scalar(
+            select(func.count()).select_from(VM).where(VM.tenant_id == tenant.id)
+        )
         return dict(tenant.to_dict(), vms=count)
 
 

@@ -169,7 +169,8 @@ def test_lists_are_tenant_scoped(tenant_with_vm, cli, db):
 def test_private_images_are_invisible_to_other_tenants(tenant_with_vm, cli):
     assert [i["name"] for i in cli("image", "list", "-o", "json", tenant="b").json()] == []
     result = cli("image", "show", "img", tenant="b")
-    assert result.exit_code == 3 and result.stderr == "stackctl: error: image 'img' does not exist\n"
+    assert (result.exit_code == 3
+            and result.stderr == "stackctl: error: image 'img' does not exist\n")
     assert cli("image", "delete", "img", tenant="b").exit_code == 3
 
 

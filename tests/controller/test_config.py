@@ -50,5 +50,5 @@ def test_broken_toml_is_one_clear_error(tmp_path):
     home = tmp_path / "h"
     home.mkdir()
     (home / "stackctl.toml").write_text("tenant = \n")
-    with pytest.raises(InvalidInput, match="stackctl.toml"):
+    with pytest.raises(InvalidInput, match=r"stackctl.toml"):
         config.load({"STACKCTL_HOME": str(home)})

@@ -26,7 +26,8 @@ def test_diffs_of_text_dicts_and_prepared_output():
 
 
 @pytest.mark.parametrize("action, res, expected", [
-    ("ansible.builtin.debug", {"msg": "WARNING: guests run under TCG"}, ["WARNING: guests run under TCG"]),
+    ("ansible.builtin.debug", {"msg": "WARNING: guests run under TCG"},
+     ["WARNING: guests run under TCG"]),
     ("debug", {"msg": "hello"}, ["hello"]),
     ("stack_vm", {"msg": "not shown", "warnings": ["w1"]}, ["w1"]),
     ("stack_network", {"changed": True}, []),

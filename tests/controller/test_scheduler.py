@@ -2,7 +2,6 @@
 real concurrency (several processes, one SQLite file)."""
 
 import multiprocessing
-import os
 
 import pytest
 from sqlalchemy import func, select

@@ -137,10 +137,8 @@ def workdir():
     yield path
     shutil.rmtree(path, ignore_errors=True)
     for directory in reversed(made):
-        try:
+        with contextlib.suppress(OSError):
             directory.rmdir()
-        except OSError:
-            pass
 
 
 @pytest.fixture(scope="session")

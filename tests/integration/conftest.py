@@ -66,10 +66,12 @@ def assert_nothing_left(vm_uuid):
 
 @pytest.fixture(scope="session")
 def guest_image():
-    """The test guest built by images/test-guest/build.py (built now if `make image` was not run)."""
+    """The test guest built by images/test-guest/build.py (built now if `make image` was not
+    run)."""
     manifest = IMAGE_DIR / "manifest.json"
     if not manifest.exists():
-        subprocess.run([str(PROJECT / ".venv/bin/python"), str(PROJECT / "images/test-guest/build.py"),
+        subprocess.run([str(PROJECT / ".venv/bin/python"),
+                        str(PROJECT / "images/test-guest/build.py"),
                         "--out", str(IMAGE_DIR)], check=True)
     return json.loads(manifest.read_text())
 

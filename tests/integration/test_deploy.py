@@ -13,7 +13,8 @@ from .conftest import PROJECT
 def run_site(*extra):
     """Run playbooks/site.yml on the aio inventory; return {host: {ok, changed, failed, ...}}."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(PROJECT / ".venv/bin/ansible-playbook"), "playbooks/site.yml", *extra],
+    proc = subprocess.run([str(PROJECT / ".venv/bin/ansible-playbook"), "playbooks/site.yml",
+                           *extra],
                           cwd=PROJECT, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     recap = proc.stdout[proc.stdout.rindex("PLAY RECAP"):]
@@ -46,5 +47,6 @@ def test_what_the_deploy_built_is_there():
     for path in ("/var/lib/stackctl/images", "/var/lib/stackctl/instances"):
         mode = os.stat(path).st_mode
         assert stat.S_IMODE(mode) & 0o005 == 0o005, f"{path} must be traversable by libvirt-qemu"
-    virt = json.loads(open("/var/lib/stackctl/virt.json").read())
+    with open("/var/lib/stackctl/virt.json") as handle:
+        virt = json.loads(handle.read())
     assert "kvm_usable" in virt

@@ -16,8 +16,10 @@ def test_create_recaches_an_image_the_host_lost(cli, tenant_key, guest_image, tm
                    check=True)
     sha = hashlib.sha256(variant.read_bytes()).hexdigest()
     files = guest_image["files"]
-    cli.run("image", "import", "vk", str(IMAGE_DIR / files["kernel"]["path"]), "--disk-format", "aki")
-    cli.run("image", "import", "vr", str(IMAGE_DIR / files["initrd"]["path"]), "--disk-format", "ari")
+    cli.run("image", "import", "vk", str(IMAGE_DIR / files["kernel"]["path"]),
+            "--disk-format", "aki")
+    cli.run("image", "import", "vr", str(IMAGE_DIR / files["initrd"]["path"]),
+            "--disk-format", "ari")
     cli.run("image", "import", "variant", str(variant), "--kernel", "vk", "--ramdisk", "vr",
             "--cmdline", guest_image["cmdline"])
     cached = f"/var/lib/stackctl/images/{sha}"

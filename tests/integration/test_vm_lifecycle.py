@@ -11,8 +11,10 @@ def domain_state(name):
     return out.strip()
 
 
-def test_vm_answers_ssh_with_the_tenants_key_and_delete_leaves_nothing(cli, tenant_key, imported_image):
-    cli.run("vm", "create", "web-1", "--image", imported_image, "--flavor", "m1.nano", "--key", "k1")
+def test_vm_answers_ssh_with_the_tenants_key_and_delete_leaves_nothing(cli, tenant_key,
+                                                                        imported_image):
+    cli.run("vm", "create", "web-1", "--image", imported_image, "--flavor", "m1.nano",
+            "--key", "k1")
     vm = cli.json("vm", "show", "web-1")
     assert vm["state"] == "running"
     assert vm["address"]
@@ -39,7 +41,8 @@ def test_vm_answers_ssh_with_the_tenants_key_and_delete_leaves_nothing(cli, tena
 
 
 def test_console_log_shows_the_guest_booting(cli, tenant_key, imported_image):
-    cli.run("vm", "create", "log-1", "--image", imported_image, "--flavor", "m1.nano", "--key", "k1")
+    cli.run("vm", "create", "log-1", "--image", imported_image, "--flavor", "m1.nano",
+            "--key", "k1")
     log = cli.run("vm", "console-log", "log-1").stdout
     assert "stackctl-guest: ready log-1" in log
 

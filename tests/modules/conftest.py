@@ -54,7 +54,8 @@ class CallbackModule(CallbackBase):
     def _save(self, result, status):
         data = strip_internal_keys(module_response_deepcopy(result.result))
         data["_status"] = status
-        path = os.path.join(os.environ["STACKCTL_TEST_RESULT_DIR"], result.host.get_name() + ".json")
+        path = os.path.join(os.environ["STACKCTL_TEST_RESULT_DIR"],
+                            result.host.get_name() + ".json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(data, f, default=str)
 
@@ -158,7 +159,8 @@ def documentation_mismatches(name, argument_spec_attr="ARGUMENT_SPEC"):
     if doc.get("module") != name:
         problems.append(f"DOCUMENTATION names module {doc.get('module')!r}")
     for option in sorted(set(options) ^ set(spec)):
-        problems.append(f"{option}: only in {'DOCUMENTATION' if option in options else 'argument_spec'}")
+        where = "DOCUMENTATION" if option in options else "argument_spec"
+        problems.append(f"{option}: only in {where}")
     for option in sorted(set(options) & set(spec)):
         documented, coded = options[option], spec[option]
         for key in _SPEC_KEYS:

@@ -1,9 +1,9 @@
 """stack_vm: its documentation against its argument spec, then the module run by Ansible
 (AnsiballZ and all) against the real qemu:///system (marked integration).
 
-Each integration test gets its own directory under /var/lib/stackctl/test-tmp (QEMU, as libvirt-qemu,
-must traverse it: pytest's 0700 tmp dirs would not do) and its own domain; the module's
-network `stk-vmtest` is created for these tests and removed after them. Everything is
+Each integration test gets its own directory under /var/lib/stackctl/test-tmp (QEMU, as
+libvirt-qemu, must traverse it: pytest's 0700 tmp dirs would not do) and its own domain; the
+module's network `stk-vmtest` is created for these tests and removed after them. Everything is
 removed at teardown, also when a test fails.
 """
 

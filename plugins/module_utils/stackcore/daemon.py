@@ -4,6 +4,7 @@ A process counts as ours only if the pid file names a live process whose command
 matches; a stale pid file (reboot, crash, reused pid) is treated as "not running".
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -85,7 +86,8 @@ def start(spec):
         result = subprocess.run(list(spec.argv), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise BackendError(f"{spec.name} failed to start: {detail[-1] if detail else result.returncode}")
+            reason = detail[-1] if detail else result.returncode
+            raise BackendError(f"{spec.name} failed to start: {reason}")
     _wait(spec, lambda: running_pid(spec) and (not spec.wait_for or os.path.exists(spec.wait_for)),
           "to start")
     return running_pid(spec)
@@ -101,10 +103,8 @@ def stop(spec, pid):
             _wait(spec, lambda: not _alive(pid), "to stop after SIGKILL")
     except ProcessLookupError:
         pass
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(spec.pidfile)
-    except FileNotFoundError:
-        pass
 
 
 def _alive(pid):

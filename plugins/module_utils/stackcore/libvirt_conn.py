@@ -21,7 +21,9 @@ def connect(uri=DEFAULT_URI):
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise BackendError(f"cannot connect to libvirt at {uri}: {exc.get_error_message()}") from exc
+        raise BackendError(
+            f"cannot connect to libvirt at {uri}: {exc.get_error_message()}"
+        ) from exc
 
 
 def is_no_such(exc, kind="domain"):

@@ -25,7 +25,7 @@ FORWARDS = ("nat", "none")
 _BRIDGE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 # Actions, in the order plan_network emits them.
-DEFINE = "define"          # create the persistent definition (also turns a transient one persistent)
+DEFINE = "define"          # create the persistent definition (a transient one becomes persistent)
 REDEFINE = "redefine"      # replace the persistent definition
 AUTOSTART_ON = "autostart_on"
 AUTOSTART_OFF = "autostart_off"
@@ -198,7 +198,8 @@ def _validated(spec):
         raise InvalidInput(f"network {spec.name}: give both dhcp_start and dhcp_end, or neither")
     if spec.dhcp_start is not None:
         try:
-            start, end = ipaddress.IPv4Address(spec.dhcp_start), ipaddress.IPv4Address(spec.dhcp_end)
+            start = ipaddress.IPv4Address(spec.dhcp_start)
+            end = ipaddress.IPv4Address(spec.dhcp_end)
         except ValueError as exc:
             raise InvalidInput(f"network {spec.name}: invalid DHCP range: {exc}") from None
         if not (start in net and end in net and start <= end):
@@ -304,7 +305,9 @@ def apply(conn, current, desired, actions):
         try:
             _do(conn, current, desired, action)
         except libvirt.libvirtError as exc:
-            raise BackendError(f"network {name}: {action} failed: {exc.get_error_message()}") from exc
+            raise BackendError(
+                f"network {name}: {action} failed: {exc.get_error_message()}"
+            ) from exc
     return read_network(conn, name)
 
 

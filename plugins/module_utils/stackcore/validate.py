@@ -45,7 +45,7 @@ def bounded_int(value, kind, low, high):
         number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"invalid {kind} {value!r}: expected a whole number") from None
-    if isinstance(value, bool) or number != value and not isinstance(value, str):
+    if isinstance(value, bool) or (number != value and not isinstance(value, str)):
         raise InvalidInput(f"invalid {kind} {value!r}: expected a whole number")
     if not low <= number <= high:
         raise InvalidInput(f"invalid {kind} {number}: must be between {low} and {high}")

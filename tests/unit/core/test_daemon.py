@@ -1,9 +1,9 @@
 """stackcore.daemon: the plan table, and real processes started, found, and stopped."""
 
 import os
+from pathlib import Path
 
 import pytest
-
 from stackcore.daemon import DaemonSpec, ensure, plan, running_pid
 from stackcore.errors import InvalidInput
 
@@ -45,7 +45,8 @@ def test_start_then_second_run_is_a_no_op_then_stop(sleeper):
     assert ensure(sleeper, "started") == (False, [], pid)
     changed, actions, _ = ensure(sleeper, "stopped")
     assert changed and actions == ["stop"]
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert (not os.path.exists(f"/proc/{pid}")
+            or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z")
     assert not os.path.exists(sleeper.pidfile)
 
 
