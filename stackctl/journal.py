@@ -174,10 +174,12 @@ class Recovery:
     step: str | None
     action: str
     status: str
+    vm_uuid: str | None = None  # names the domain (stk-<uuid>) an operator may look for
 
     def to_dict(self) -> dict:
-        return {"operation": self.op_id, "kind": self.kind, "vm": self.vm, "step": self.step,
-                "action": self.action, "status": self.status}
+        return {"operation": self.op_id, "kind": self.kind, "vm": self.vm,
+                "vm_uuid": self.vm_uuid, "step": self.step, "action": self.action,
+                "status": self.status}
 
 
 def pending(session: Session) -> list[int]:
@@ -229,7 +231,7 @@ def recover(session: Session, runner: Runner, progress: Progress | None = None,
             op.error = f"recovery failed (will retry): {exc}"
             session.commit()
             action, status = f"failed: {exc}", "running"
-        done.append(Recovery(op_id, op.kind, vm_label, op.step, action, status))
+        done.append(Recovery(op_id, op.kind, vm_label, op.step, action, status, op.vm_uuid))
     return done
 
 
@@ -243,7 +245,7 @@ def _take_over(session: Session, op_id: int) -> tuple[Operation | None, Recovery
     if alive is not False:
         why = "owner is still running" if alive else "owner ran on another host"
         return None, Recovery(op.id, op.kind, op.vm_uuid, op.step, f"skipped: {why}",
-                              op.status)
+                              op.status, op.vm_uuid)
     op.owner = current_owner()
     return op, None
 

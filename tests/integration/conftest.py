@@ -21,7 +21,13 @@ STACKCTL = str(PROJECT / ".venv" / "bin" / "stackctl")
 IMAGE_DIR = PROJECT / "build" / "images" / "test-guest"
 INSTANCES = Path("/var/lib/stackctl/instances")
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items):
+    """Every test in this folder needs the deployed cloud: mark it ``integration`` (a
+    ``pytestmark`` here would do nothing: pytest reads it from test modules only)."""
+    for item in items:
+        if "tests/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
 
 
 @dataclass
