@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 IMAGE_DIR := build/images/test-guest
 
-.PHONY: up test bootstrap deploy image demo unit bench lint clean down
+.PHONY: up test bootstrap deploy image demo unit bench lint clean down molecule
 
 up: bootstrap deploy image demo   ## bring the all-in-one cloud up and show a VM answering SSH
 
@@ -30,10 +30,13 @@ bench: bootstrap deploy image
 	$(VENV)/bin/python bench/run.py
 
 lint:
-	$(VENV)/bin/ruff check plugins library stackctl tests bench
+	$(VENV)/bin/ruff check plugins library stackctl tests bench images molecule
 
 down:                             ## delete the demo VM and tenant (the deployed services stay)
 	scripts/demo.sh --down
 
 clean: down
 	rm -rf build
+
+molecule: bootstrap deploy        ## the molecule aio scenario: converge, idempotence, verify
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test -s aio
