@@ -64,7 +64,7 @@ def import_image(app: App, req: ImportRequest, ui: StepProgress | None = None) -
             raise InvalidInput(f"checksum mismatch for {req.source}: expected {expected}, "
                                f"got {digest}; nothing was imported")
         info = image_cache.qemu_img_info(str(tmp))
-        fmt = _check_format(info, req.disk_format)
+        fmt = _check_format(info, req.disk_format, size)
         final = store / digest
         if not final.exists():
             os.replace(tmp, final)
@@ -200,7 +200,7 @@ def _fetch(source: str, dest: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _check_format(info: dict, requested: str | None) -> str:
+def _check_format(info: dict, requested: str | None, size: int) -> str:
     """The format to record: the one given, else what qemu-img detected (qcow2 or raw).
 
     ``stackcore.image_cache.check_format`` (the same check the hosts' cache makes) refuses a
@@ -210,5 +210,5 @@ def _check_format(info: dict, requested: str | None) -> str:
     if fmt not in DISK_FORMATS:
         raise InvalidInput(f"unsupported image format {fmt!r}: use qcow2 or raw (or give "
                            "--disk-format aki/ari for a kernel/ramdisk)")
-    image_cache.check_format(info, fmt)
+    image_cache.check_format(info, fmt, size)
     return fmt

@@ -77,11 +77,16 @@ def source_of(src=None, url=None):
     return "fetch", url
 
 
-def check_format(info, fmt):
+SECTOR = 512
+
+
+def check_format(info, fmt, size=None):
     """Refuse an image whose real format differs from ``fmt``, or that points at other files.
 
     ``info`` is ``qemu-img info --output=json``. A backing file or an external data file would
-    let an uploaded image make QEMU read any file on the host.
+    let an uploaded image make QEMU read any file on the host. qemu-img calls any bytes "raw",
+    so a raw disk must also be whole 512-byte sectors (``size`` in bytes, when known): that
+    refuses a text file or a truncated download given by mistake.
     """
     if fmt not in FORMATS:
         raise InvalidInput(f"invalid format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -96,6 +101,9 @@ def check_format(info, fmt):
     data = (info.get("format-specific") or {}).get("data") or {}
     if data.get("data-file"):
         raise InvalidInput(f"refusing a {actual} image with an external data file")
+    if fmt == "raw" and size is not None and (size == 0 or size % SECTOR):
+        raise InvalidInput(f"not a raw disk image: {size} bytes is not a whole number of "
+                           f"{SECTOR}-byte sectors")
 
 
 def qemu_img_info(path):
@@ -172,8 +180,9 @@ def remove_cached(cache_dir, sha256, check=False):
 
 def _cached(path, sha256, fmt):
     """A trusted cached file must still be of the declared format (cheap: headers only)."""
-    check_format(qemu_img_info(path), fmt)
-    return CacheResult(path, sha256, fmt, os.path.getsize(path), False, "none")
+    size = os.path.getsize(path)
+    check_format(qemu_img_info(path), fmt, size)
+    return CacheResult(path, sha256, fmt, size, False, "none")
 
 
 def _trusted(path, sha256, src, verify):
@@ -204,7 +213,7 @@ def _store(cache_dir, path, sha256, fmt, action, where):
             os.fsync(out.fileno())
         if digest != sha256:
             raise InvalidInput(f"checksum mismatch for {where}: expected {sha256}, got {digest}")
-        check_format(qemu_img_info(tmp), fmt)
+        check_format(qemu_img_info(tmp), fmt, size)
         os.chmod(tmp, 0o644)
         os.rename(tmp, path)
         _fsync_dir(cache_dir)

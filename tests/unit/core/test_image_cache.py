@@ -50,7 +50,8 @@ def qcow2(tmp_path):
 @pytest.fixture
 def raw(tmp_path):
     path = tmp_path / "kernel.bin"
-    path.write_bytes(b"\x7fELF-not-really" + os.urandom(4096))
+    head = b"\x7fELF-not-really"
+    path.write_bytes(head + os.urandom(8 * 512 - len(head)))  # whole sectors, like a raw disk
     return path
 
 
@@ -93,6 +94,21 @@ def test_check_format(info, fmt, error):
     else:
         with pytest.raises(InvalidInput, match=error):
             check_format(info, fmt)
+
+
+@pytest.mark.parametrize("fmt, size, error", [
+    ("raw", 1024 * 1024, None),
+    ("raw", 1417, "not a raw disk image: 1417 bytes"),
+    ("raw", 0, "not a raw disk image"),
+    ("aki", 1417, None),  # kernels and ramdisks are not sector images
+    ("raw", None, None),  # size unknown: format checks only
+])
+def test_raw_disks_are_whole_sectors(fmt, size, error):
+    if error is None:
+        check_format({"format": "raw"}, fmt, size)
+    else:
+        with pytest.raises(InvalidInput, match=error):
+            check_format({"format": "raw"}, fmt, size)
 
 
 @pytest.mark.parametrize(
