@@ -12,7 +12,7 @@ for_tests=false
 packages=(python3 python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev qemu-utils
           openssh-client e2fsprogs cpio)
 if $for_tests; then
-  packages+=(postgresql)
+  packages+=(postgresql xfsprogs)
   # The tests start a private cluster of their own; don't let the package create and start
   # a system-wide one on port 5432.
   if [ ! -e /etc/postgresql-common/createcluster.conf ] && [ "$(id -u)" -eq 0 ]; then
