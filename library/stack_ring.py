@@ -157,16 +157,13 @@ actions:
            {action: rebalance, reason: "placement changed: add_device"}]
 """
 
-import traceback
+import importlib.util
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-try:
-    import swift.common.ring  # noqa: F401  (only to report a missing package early)
-except ImportError:
-    SWIFT_IMPORT_ERROR = traceback.format_exc()
-else:
-    SWIFT_IMPORT_ERROR = None
+# Looked up, not imported: Swift imports eventlet, whose side effects reach whatever process
+# imports this file (the core imports Swift lazily, when it really works on a ring).
+SWIFT_MISSING = importlib.util.find_spec("swift") is None
 
 from ansible.module_utils.stackcore.errors import StackError
 from ansible.module_utils.stackcore.ring import reconcile
@@ -203,8 +200,8 @@ def warnings_for(result):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if SWIFT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("swift"), exception=SWIFT_IMPORT_ERROR)
+    if SWIFT_MISSING:
+        module.fail_json(msg=missing_required_lib("swift"))
     try:
         result = reconcile(module.params, check=module.check_mode)
     except StackError as err:
