@@ -39,6 +39,10 @@ options:
     description: A path (socket or file) that exists once the daemon is ready.
     type: path
     default: ""
+  env:
+    description: Extra environment variables for the program (for example C(PYTHONPATH)).
+    type: dict
+    default: {}
   state:
     description: Desired state.
     type: str
@@ -89,13 +93,16 @@ def main():
             wait_for=dict(type="path", default=""),
             state=dict(type="str", choices=["started", "stopped", "restarted"], default="started"),
             timeout=dict(type="float", default=15),
+            env=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
     params = dict(module.params)
     state = params.pop("state")
     try:
-        spec = DaemonSpec(**{**params, "argv": tuple(params["argv"])})
+        spec = DaemonSpec(**{**params, "argv": tuple(params["argv"]),
+                             "env": tuple(sorted((str(k), str(v))
+                                                 for k, v in params["env"].items()))})
         changed, actions, pid = ensure(spec, state, check_mode=module.check_mode)
     except StackError as err:
         module.fail_json(msg=str(err))

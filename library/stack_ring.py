@@ -75,6 +75,19 @@ options:
       meta:
         description: Free-form note kept with the device. Unset leaves the current one.
         type: str
+  purge:
+    description:
+      - Remove devices the ring has but O(devices) does not list. V(false) makes O(devices) a
+        floor (missing ones are added, others stay), for rings that C(stackctl storage device)
+        also edits.
+    type: bool
+    default: true
+  keep_weights:
+    description:
+      - Listed devices already in the ring keep their current weight; O(devices[].weight) is
+        only the weight a new device starts with.
+    type: bool
+    default: false
 requirements:
   - swift >= 2.38 (OpenStack Swift's Python package)
 notes:
@@ -186,6 +199,8 @@ ARGUMENT_SPEC = {
     "replicas": {"type": "float"},
     "min_part_hours": {"type": "int"},
     "devices": {"type": "list", "elements": "dict", "options": DEVICE_SPEC},
+    "purge": {"type": "bool", "default": True},
+    "keep_weights": {"type": "bool", "default": False},
 }
 
 

@@ -26,6 +26,7 @@ class DaemonSpec:
     log_file: str = ""
     wait_for: str = ""  # a path (socket, file) that exists once the daemon is ready
     timeout: float = 15.0
+    env: tuple = ()  # extra environment as (name, value) pairs, e.g. PYTHONPATH
 
     def __post_init__(self):
         if not self.argv or not all(isinstance(a, str) and a for a in self.argv):
@@ -71,19 +72,21 @@ def plan(spec, state, pid):
 def start(spec):
     """Start the daemon and wait until its pid file (and ``wait_for`` path) show it ready."""
     os.makedirs(os.path.dirname(spec.pidfile), exist_ok=True)
+    env = dict(os.environ, **dict(spec.env)) if spec.env else None
     if spec.daemonize:
         log = open(spec.log_file or os.devnull, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
                 list(spec.argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, env=env,
             )
         finally:
             log.close()
         with open(spec.pidfile, "w") as handle:
             handle.write(f"{proc.pid}\n")
     else:
-        result = subprocess.run(list(spec.argv), capture_output=True, text=True, check=False)
+        result = subprocess.run(list(spec.argv), capture_output=True, text=True, check=False,
+                                env=env)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
             reason = detail[-1] if detail else result.returncode

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import BackendError, InvalidInput, NotFound
+from .fileio import fsync_dir
 from .validate import sha256 as valid_sha256
 
 DEFAULT_CACHE_DIR = "/var/lib/stackctl/images"
@@ -172,7 +173,7 @@ def remove_cached(cache_dir, sha256, check=False):
                 os.unlink(path)
             except FileNotFoundError:  # removed by a concurrent run
                 return CacheResult(path, sha256, None, None, False, "none")
-            _fsync_dir(cache_dir)
+            fsync_dir(cache_dir)
     except OSError as exc:
         raise BackendError(f"image cache {cache_dir}: {_reason(exc)}") from exc
     return CacheResult(path, sha256, None, None, True, "remove")
@@ -216,7 +217,7 @@ def _store(cache_dir, path, sha256, fmt, action, where):
         check_format(qemu_img_info(tmp), fmt, size)
         os.chmod(tmp, 0o644)
         os.rename(tmp, path)
-        _fsync_dir(cache_dir)
+        fsync_dir(cache_dir)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -304,11 +305,3 @@ def _make_dirs(cache_dir):
         except FileExistsError:
             continue
         os.chmod(directory, 0o755)  # mkdir's mode is filtered by the umask
-
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import asdict
 
 from .errors import BackendError, Conflict, NotFound
+from .fileio import atomic_path, fsync_dir
 from .ring_plan import (
     ADD_DEVICE,
     BALANCE_SLACK,
@@ -196,35 +197,15 @@ def apply_actions(builder, desired, actions):
 
 
 def save_builder(builder, builder_file):
-    """Write the builder atomically: a temp file in the same dir, fsync, rename, fsync the dir."""
-    directory = os.path.dirname(builder_file)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(builder_file)}.")
-    os.close(fd)
-    try:
+    """Write the builder atomically (Swift's own save, into a temp file that is then renamed)."""
+    with atomic_path(builder_file, 0o644) as tmp:
         builder.save(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, builder_file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 def write_ring(builder, ring_file):
     """Write the ring file; Swift's RingData.save is atomic (temp in the dir, fsync, rename)."""
     builder.get_ring().save(ring_file)
-    _fsync_dir(os.path.dirname(ring_file))
-
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(os.path.dirname(ring_file))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ class DesiredRing:
     replicas: float | None = None
     min_part_hours: int | None = None
     devices: tuple[Device, ...] | None = None
+    purge: bool = True          # devices the ring has but the request does not list are removed
+    keep_weights: bool = False  # listed devices already in the ring keep their ring weight
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,13 @@ class Action:
 
 
 def resolve_desired(name, swift_dir=DEFAULT_SWIFT_DIR, part_power=None, replicas=None,
-                    min_part_hours=None, devices=None):
-    """Validate a request; raise InvalidInput with one clear line for the first problem."""
+                    min_part_hours=None, devices=None, purge=True, keep_weights=False):
+    """Validate a request; raise InvalidInput with one clear line for the first problem.
+
+    ``purge=False`` and ``keep_weights=True`` make ``devices`` a floor rather than the whole
+    truth: listed devices are added when missing, everything else the ring has stays as it is
+    (how the roles seed a ring that ``stackctl storage device`` then manages).
+    """
     if not isinstance(name, str) or not _RING_NAME.match(name):
         raise InvalidInput(f"invalid ring name {name!r}: expected account, container, object "
                            "or object-N (a storage policy index)")
@@ -132,7 +139,8 @@ def resolve_desired(name, swift_dir=DEFAULT_SWIFT_DIR, part_power=None, replicas
                 raise InvalidInput(f"device {dev.ip}:{dev.port}/{dev.device} is listed twice")
             seen.add(dev.key)
     return DesiredRing(name=name, swift_dir=os.path.normpath(swift_dir), part_power=part_power,
-                       replicas=replicas, min_part_hours=min_part_hours, devices=devices)
+                       replicas=replicas, min_part_hours=min_part_hours, devices=devices,
+                       purge=bool(purge), keep_weights=bool(keep_weights))
 
 
 def _number(value, what, low, high, whole=False):
@@ -219,7 +227,7 @@ def plan_ring(current, desired):
                                   f"-> {desired.min_part_hours}", value=desired.min_part_hours))
         have = {dev.key: dev for dev in current.devices}
     if desired.devices is not None:
-        actions += _device_actions(have, desired.devices)
+        actions += _device_actions(have, desired.devices, desired.purge, desired.keep_weights)
     _check_enough_devices(current, desired)
     return actions + _finish(current, actions)
 
@@ -236,10 +244,10 @@ def _create(desired):
                   f"min_part_hours {hours}", value=desired.part_power)
 
 
-def _device_actions(have, wanted):
+def _device_actions(have, wanted, purge=True, keep_weights=False):
     removes, adds, weights, metas = [], [], [], []
     wanted_keys = {dev.key for dev in wanted}
-    for key in sorted(set(have) - wanted_keys):
+    for key in sorted(set(have) - wanted_keys) if purge else ():
         removes.append(Action(REMOVE_DEVICE, "not in the desired devices", device=have[key]))
     for dev in wanted:
         old = have.get(dev.key)
@@ -253,7 +261,7 @@ def _device_actions(have, wanted):
             removes.append(Action(REMOVE_DEVICE, why, device=old))
             adds.append(Action(ADD_DEVICE, why, device=_with_meta(dev, old.meta)))
         else:
-            if old.weight != dev.weight:
+            if old.weight != dev.weight and not keep_weights:
                 weights.append(Action(SET_WEIGHT, f"weight {old.weight:g} -> {dev.weight:g}",
                                       device=old, value=dev.weight))
             if dev.meta is not None and dev.meta != old.meta:
@@ -271,6 +279,10 @@ def _check_enough_devices(current, desired):
     if replicas is None:
         replicas = current.replicas if current is not None else DEFAULT_REPLICAS
     devices = desired.devices if desired.devices is not None else current.devices
+    if current is not None and desired.devices is not None and not desired.purge:
+        listed = {dev.key for dev in desired.devices}
+        devices = tuple(desired.devices) + tuple(d for d in current.devices
+                                                 if d.key not in listed)
     weighted = sum(1 for dev in devices if dev.weight > 0)
     if weighted < replicas:
         raise InvalidInput(f"ring {desired.name}: {replicas:g} replicas need at least "

@@ -19,10 +19,10 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 
 from .errors import BackendError, Conflict, InvalidInput, NotFound
+from .fileio import write_atomic
 from .mounts import (
     Mount,
     fstab_entry,
@@ -405,27 +405,10 @@ def _tool(name):
     return shutil.which(name) or f"/sbin/{name}"
 
 
-def write_atomically(path, text):
-    """Replace ``path`` by ``text`` (temp file in the same directory, fsync, rename)."""
-    directory = os.path.dirname(path)
-    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=".fstab.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _edit_fstab(desired, line):
     text = _read_text(desired.fstab)
-    write_atomically(desired.fstab, set_fstab_entry(text, desired.mount_point, line))
+    mode = stat.S_IMODE(os.stat(desired.fstab).st_mode) if os.path.exists(desired.fstab) else 0o644
+    write_atomic(desired.fstab, set_fstab_entry(text, desired.mount_point, line), mode)
 
 
 def _read_text(path):

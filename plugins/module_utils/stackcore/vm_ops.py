@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .domain import build_domain_xml, parse_domain
 from .errors import BackendError, NotFound, StackError
+from .fileio import write_atomic
 from .libvirt_conn import import_libvirt, is_no_such
 from .vm_plan import DiskInfo, VmState
 
@@ -61,23 +62,6 @@ def file_digest(path):
             return hashlib.sha256(fh.read()).hexdigest()
     except FileNotFoundError:
         return None
-
-
-def write_atomic(path, data, mode=0o644):
-    """Write ``data`` to ``path`` via a temp file, fsync and rename: never half a file."""
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- reading the state
