@@ -9,6 +9,10 @@ Environment variables (all optional):
 - ``STACKCTL_CPU_ALLOCATION_RATIO``, ``STACKCTL_RAM_ALLOCATION_RATIO``,
   ``STACKCTL_DISK_ALLOCATION_RATIO``: overcommit (Nova's defaults 16.0, 1.5, 1.0)
 - ``STACKCTL_WEIGHER``: ``spread`` (most free RAM first) or ``pack`` (least free RAM first)
+- ``STACKCTL_STORAGE_URL``: the Swift proxy (default: the first host of the inventory's
+  ``proxies`` group, at its ``swift_proxy_ip``/``swift_ip`` and ``swift_proxy_port``)
+- ``STACKCTL_SWIFT_SECRETS``: the cluster secrets the storage roles generate
+  (default ``/etc/stackctl/secrets/swift.json``)
 - ``STACKCTL_KEEP_RUNS=1``: keep ansible-runner private dirs under ``<home>/run/`` for debugging
 - ``STACKCTL_DEBUG=1``: show tracebacks for errors
 - ``STACKCTL_CRASH_AT=<step>``: test-only fault injection, see ``stackctl.journal``
@@ -59,6 +63,8 @@ class Config:
     disk_allocation_ratio: float = _RATIOS["disk_allocation_ratio"]
     weigher: str = "spread"
     keep_runs: bool = False
+    storage_url: str | None = None
+    swift_secrets: Path = Path("/etc/stackctl/secrets/swift.json")
 
     @property
     def images_dir(self) -> Path:
@@ -104,6 +110,8 @@ def load(environ: dict[str, str] | None = None) -> Config:
         tenant=pick("tenant") or None,
         weigher=weigher,
         keep_runs=env.get("STACKCTL_KEEP_RUNS", "") not in ("", "0"),
+        storage_url=(pick("storage_url") or "").rstrip("/") or None,
+        swift_secrets=Path(pick("swift_secrets") or "/etc/stackctl/secrets/swift.json"),
         **ratios,
     )
 

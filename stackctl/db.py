@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: credentials
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -104,7 +104,21 @@ class Database:
                             {"name": n, "vcpus": c, "ram_mb": r, "disk_gb": d}
                             for n, c, r, d in models.DEFAULT_FLAVORS if n not in existing
                         ])
+            self._add_new_tables(models)
         self._schema_ready = True
+
+    def _add_new_tables(self, models) -> None:
+        """An older database gets the tables added since (new tables only, no column
+        changes; those will need Alembic)."""
+        from sqlalchemy import select, update
+
+        with self._read_engine.connect() as conn:
+            version = conn.scalar(select(models.SchemaInfo.version))
+        if version is not None and version >= SCHEMA_VERSION:
+            return
+        with self.engine.begin() as conn:
+            models.Base.metadata.create_all(conn)  # checkfirst: existing tables stay as they are
+            conn.execute(update(models.SchemaInfo.__table__).values(version=SCHEMA_VERSION))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -258,6 +258,26 @@ class OperationStep(Base):
     operation: Mapped[Operation] = relationship(back_populates="steps")
 
 
+class Credential(Base):
+    """A tenant's S3/Swift key pair. The secret is kept because S3 signatures need it on the
+    proxy (HMAC); the database is the controller's private file, the proxies get a copy."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    access_key: Mapped[str] = mapped_column(String(20), unique=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[dt.datetime | None]
+
+    tenant: Mapped[Tenant] = relationship()
+
+    def to_dict(self) -> dict:
+        return {"access_key": self.access_key, "tenant": self.tenant.name,
+                "created_at": self.created_at, "rotated_at": self.rotated_at}
+
+
 class SchemaInfo(Base):
     """One row: the schema version this database was created with (Alembic's job later)."""
 

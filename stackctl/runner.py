@@ -171,6 +171,11 @@ class AnsibleRunner:
 
     def inventory_hosts(self, group: str) -> dict[str, str]:
         """``{host: address}`` for the hosts of ``group`` (children included) in the inventory."""
+        return {name: str(hv.get("ansible_host", name))
+                for name, hv in self.inventory_hostvars(group).items()}
+
+    def inventory_hostvars(self, group: str) -> dict[str, dict]:
+        """``{host: inventory variables}`` for the hosts of ``group`` (children included)."""
         ansible_runner = _import_ansible_runner()
         self._check_inventory()
         with self._private_dir("inventory") as private:
@@ -187,8 +192,7 @@ class AnsibleRunner:
             line = (_strip_ansi(str(err or out or "")).strip().splitlines() or ["no output"])[-1]
             raise BackendError(f"cannot read the inventory {self.config.inventory}: {line}")
         hostvars = out.get("_meta", {}).get("hostvars", {})
-        return {name: str(hostvars.get(name, {}).get("ansible_host", name))
-                for name in sorted(_group_hosts(out, group))}
+        return {name: dict(hostvars.get(name, {})) for name in sorted(_group_hosts(out, group))}
 
     def run_playbook(self, playbook: Path, on_event: Callable[[dict], None], *,
                      check: bool = False, diff: bool = False, limit: str | None = None,
@@ -315,13 +319,16 @@ class HostVar:
 
     name: str
     default: str
+    suffix: str = ""  # appended to the value, e.g. a file name under a directory variable
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier() or not re.fullmatch(r"[A-Za-z0-9_.-]*", self.default):
+        plain = r"[A-Za-z0-9_./-]*"
+        if not self.name.isidentifier() or not re.fullmatch(plain, self.default) \
+                or not re.fullmatch(plain, self.suffix):
             raise InvalidInput(f"bad host variable reference {self.name!r}")
 
     def jinja(self) -> str:
-        return "{{ " + f"{self.name} | default('{self.default}')" + " }}"
+        return "{{ " + f"{self.name} | default('{self.default}')" + " }}" + self.suffix
 
 
 class _Quoted(str):

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from stackcore import validate
-from stackcore.errors import Conflict
+from stackcore.errors import Conflict, InvalidInput
 
 from stackctl.app import App
-from stackctl.models import VM, Image, Keypair, Tenant
+from stackctl.models import VM, Credential, Image, Keypair, Tenant
 from stackctl.sshkeys import parse_public_key
 from stackctl.workflows import lookup
+
+# Tenants are Swift accounts AUTH_<name>: "stackctl" is the service account (the image
+# service's objects), and a name starting with AUTH_ would read as an account id.
+RESERVED_NAMES = ("stackctl",)
 
 
 def create_tenant(app: App, name: str) -> dict:
     validate.resource_name(name, "tenant name")
+    if name in RESERVED_NAMES or name.upper().startswith("AUTH_"):
+        raise InvalidInput(f"tenant name {name!r} is reserved (the object storage's service "
+                           "account, or a name starting with AUTH_)")
     with app.db.write() as session:
         if session.scalar(select(Tenant).where(Tenant.name == name)):
             raise Conflict(f"tenant {name!r} already exists")
@@ -51,6 +58,11 @@ def delete_tenant(app: App, name: str) -> dict:
         if vms or images:
             raise Conflict(f"tenant {name!r} still has {vms} VM(s) and {images} private "
                            "image(s): delete them first")
+        creds = session.scalar(select(func.count()).select_from(Credential)
+                               .where(Credential.tenant_id == tenant.id))
+        if creds:
+            raise Conflict(f"tenant {name!r} still has {creds} storage credential(s): "
+                           "revoke them first (and delete its buckets)")
         for keypair in session.scalars(select(Keypair).where(Keypair.tenant_id == tenant.id)):
             session.delete(keypair)
         session.delete(tenant)
