@@ -26,10 +26,12 @@ def console_log_path(vm: VM) -> str:
     return str(HOST_INSTANCES / vm.domain / "console.log")
 
 
-def cache_image(image: Image, src: str) -> Task:
-    """Ensure ``image`` is in the host's cache, copied from ``src`` (a path on that host)."""
+def cache_image(image: Image, src: str | None = None, url: str | None = None) -> Task:
+    """Ensure ``image`` is in the host's cache, copied from ``src`` (a path on that host) or
+    downloaded from ``url`` (a temp URL); the module checks the sha256 either way."""
+    source = {"src": src} if src is not None else {"url": url}
     return Task("stack_image_cache",
-                {"sha256": image.sha256, "format": image.disk_format, "src": src,
+                {"sha256": image.sha256, "format": image.disk_format, **source,
                  "state": "present"},
                 name=f"cache {image.disk_format} image {image.name}")
 

@@ -26,7 +26,7 @@ from stackctl.app import App
 from stackctl.config import ensure_private_dir
 from stackctl.models import DISK_FORMATS, VM, Image
 from stackctl.progress import StepProgress
-from stackctl.workflows import lookup
+from stackctl.workflows import image_store, lookup
 
 CHUNK = 1024 * 1024
 URL_TIMEOUT_S = 60
@@ -65,15 +65,14 @@ def import_image(app: App, req: ImportRequest, ui: StepProgress | None = None) -
                                f"got {digest}; nothing was imported")
         info = image_cache.qemu_img_info(str(tmp))
         fmt = _check_format(info, req.disk_format, size)
-        final = store / digest
-        if not final.exists():
-            os.replace(tmp, final)
-            created = final
+        if ui is not None:
+            ui.step(f"storing the image ({image_store.backend(app)} store)")
+        location, created = image_store.store(app, tmp, digest)
         with app.db.write() as session:
             owner, kernel_id, ramdisk_id = _resolve_refs(session, req)  # again, under the lock
             image = Image(name=req.name, tenant_id=owner.id if owner else None, sha256=digest,
                           disk_format=fmt, size=size, virtual_size=info.get("virtual-size"),
-                          path=str(final), kernel_id=kernel_id, ramdisk_id=ramdisk_id,
+                          path=location, kernel_id=kernel_id, ramdisk_id=ramdisk_id,
                           cmdline=req.cmdline, status="active")
             session.add(image)
             session.flush()
@@ -83,7 +82,7 @@ def import_image(app: App, req: ImportRequest, ui: StepProgress | None = None) -
     finally:
         tmp.unlink(missing_ok=True)
         if created is not None:
-            created.unlink(missing_ok=True)
+            created()
 
 
 def list_images(app: App, tenant_name: str | None) -> list[dict]:
@@ -114,13 +113,13 @@ def delete_image(app: App, tenant_name: str | None, name: str) -> dict:
             or_(Image.kernel_id == image.id, Image.ramdisk_id == image.id))))
         if dependants:
             raise Conflict(f"image {name!r} is the kernel or ramdisk of: {', '.join(dependants)}")
-        sha, path = image.sha256, Path(image.path)
+        sha, path = image.sha256, image.path
         session.delete(image)
         session.flush()
         shared = session.scalar(select(func.count()).select_from(Image)
-                                .where(Image.sha256 == sha))
+                                .where(Image.sha256 == sha, Image.path == path))
     if not shared:
-        path.unlink(missing_ok=True)
+        image_store.remove(app, path)
     return {"name": name, "deleted": True}
 
 

@@ -30,7 +30,7 @@ from stackctl.models import VM, HostImage, Image, new_uuid
 from stackctl.progress import StepProgress
 from stackctl.runner import Task
 from stackctl.scheduler import ClaimRequest, claim
-from stackctl.workflows import lookup
+from stackctl.workflows import image_store, lookup
 
 MAX_USER_DATA = 64 * 1024
 GIB = 1024**3
@@ -73,8 +73,7 @@ def create(app: App, req: CreateRequest, ui: StepProgress | None = None) -> dict
                 host, host_id = vm.host.name, vm.host_id
                 parts = _image_parts(vm.image)
                 known = _known_cached(session, host_id)
-                cache = [_cache_task(p) for p in parts if p.sha256 not in known]
-                full_cache = [_cache_task(p) for p in parts]
+                cache = [_cache_task(app, p) for p in parts if p.sha256 not in known]
                 boot = tasks.vm_state(vm, "running",
                                       wait_timeout=tasks.DEFAULT_WAIT_TIMEOUT if req.wait else 0)
         with journal.step("image"):
@@ -83,10 +82,11 @@ def create(app: App, req: CreateRequest, ui: StepProgress | None = None) -> dict
                 results = app.runner.run_tasks(host, [*cache, boot], on_task,
                                                label=journal.label)
             except BackendError as exc:
-                if len(cache) == len(full_cache) or not _lost_from_cache(exc):
+                if len(cache) == len(parts) or not _lost_from_cache(exc):
                     raise
                 ui.step(f"{host} lost a cached image; caching it again")
                 _remember_cached(app, host_id, [], forget=True)
+                full_cache = [_cache_task(app, p) for p in parts]
                 results = app.runner.run_tasks(host, [*full_cache, boot], on_task,
                                                label=journal.label)
             _remember_cached(app, host_id, [p.sha256 for p in parts])
@@ -215,14 +215,10 @@ def _image_parts(image: Image) -> list[Image]:
     return [part for part in (image, image.kernel, image.ramdisk) if part is not None]
 
 
-def _cache_task(image: Image) -> Task:
-    """Ensure ``image`` is in the host's cache.
-
-    Seam for remote hosts: the aio host shares the controller's filesystem, so the source is
-    the store path itself. A remote host needs a copy step first (``ansible.builtin.copy``
-    to a staging path, or ``url=`` from the image service); only ``_source_on_host`` changes.
-    """
-    return tasks.cache_image(image, _source_on_host(image))
+def _cache_task(app: App, image: Image) -> Task:
+    """Ensure ``image`` is in the host's cache: from Swift by temp URL, or (local store, aio
+    host sharing the controller's filesystem) from the store path (``image_store``)."""
+    return tasks.cache_image(image, **image_store.host_source(app, image.path))
 
 
 def _known_cached(session, host_id: int) -> set[str]:
@@ -244,10 +240,6 @@ def _lost_from_cache(exc: StackError) -> bool:
     """stack_vm's error when a base image, kernel or ramdisk file is not on the host."""
     text = str(exc)
     return "does not exist" in text and str(tasks.HOST_IMAGE_CACHE) in text
-
-
-def _source_on_host(image: Image) -> str:
-    return image.path
 
 
 def _record(app: App, uuid: str, state: str, result: dict) -> dict:

@@ -45,6 +45,8 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("STACKCTL_HOME", str(path))
     monkeypatch.setenv("STACKCTL_INVENTORY", str(tmp_path / "no-inventory.yml"))
     monkeypatch.setenv("STACKCTL_KEEP_RUNS", "1")  # any runner call would leave a dir behind
+    # No object storage for these tests (this machine may have one deployed): local images.
+    monkeypatch.setenv("STACKCTL_SWIFT_SECRETS", str(tmp_path / "no-swift-secrets.json"))
     return path
 
 

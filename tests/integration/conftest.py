@@ -93,6 +93,10 @@ def cli(tmp_path):
     for vm in c.json("vm", "list"):
         c.run("vm", "delete", vm["name"], check=False)
     c.run("recover", check=False)
+    # Images last (VMs hold them); disk images before the kernels/ramdisks they boot with.
+    # With object storage deployed this removes the test's objects from the image container.
+    for image in sorted(c.json("image", "list"), key=lambda i: i["disk_format"] in ("aki", "ari")):
+        c.run("image", "delete", image["name"], check=False)
 
 
 @pytest.fixture
