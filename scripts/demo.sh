@@ -19,6 +19,11 @@ field() { .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[sys.a
 
 if [ "${1:-}" = "--down" ]; then
   has vm show demo-vm && "$S" vm delete demo-vm
+  has bucket show demo-bucket && "$S" bucket delete demo-bucket --force >/dev/null
+  for k in $("$S" credentials list -o json 2>/dev/null | .venv/bin/python -c \
+      'import json,sys; print(" ".join(c["access_key"] for c in json.load(sys.stdin)))'); do
+    "$S" credentials revoke "$k" >/dev/null
+  done
   has keypair show demo-key && "$S" keypair delete demo-key
   has tenant show demo && "$S" tenant delete demo
   rm -rf "$keydir"
@@ -49,6 +54,9 @@ echo "demo: waiting for SSH on $addr"
 for _ in $(seq 1 60); do
   if out=$(ssh "${ssh_opts[@]}" "root@$addr" 'echo "$(hostname): $(uname -sr), up $(cut -d" " -f1 /proc/uptime) s"' 2>/dev/null); then
     echo "demo: the VM answers over SSH with the tenant's key -> $out"
+    if [ -f "${STACKCTL_SWIFT_SECRETS:-/etc/stackctl/secrets/swift.json}" ]; then  # storage deployed
+      .venv/bin/python scripts/demo_storage.py "$keydir/s3-credentials.json"
+    fi
     echo
     echo "Reach it:  ssh -i $key root@$addr"
     echo "Tear down: make down"

@@ -139,6 +139,13 @@ def deploy(check: bool, diff: bool, limit: str | None, tags: str | None) -> None
     broken = [r["host"] for r in rows if r["failed"] or r["unreachable"]]
     if broken or status != "successful":
         raise BackendError(f"deploy {status}: failed on {', '.join(broken) or 'no host'}")
+    if not check:
+        from stackctl.workflows import credentials
+
+        synced = credentials.sync_if_any(app)  # a new or rebuilt proxy gets the tenants' keys
+        if synced:
+            print(f"credentials: {synced['credentials']} written to "
+                  f"{', '.join(synced['proxies'])}", file=sys.stderr)
 
 
 def recap_rows(stats: dict[str, dict[str, int]]) -> list[dict]:

@@ -87,6 +87,16 @@ def sync(app: App) -> dict:
     return {"proxies": list(env.proxies), "credentials": count}
 
 
+def sync_if_any(app: App) -> dict | None:
+    """``sync`` when the database holds credentials (a cloud without storage has none)."""
+    from sqlalchemy import func
+
+    with app.db.read() as session:
+        if not session.scalar(select(func.count()).select_from(Credential)):
+            return None
+    return sync(app)
+
+
 def push(app: App, env: storage_env.StorageEnv, session) -> int:
     """Write every tenant credential to every proxy; BackendError naming the failed ones."""
     rows = session.scalars(select(Credential).join(Tenant).order_by(Credential.access_key))
