@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import startup
+import storage
 import vm_create
 
 if __name__ == "__main__":
@@ -14,4 +15,6 @@ if __name__ == "__main__":
     ok = startup.main()
     print("== vm create ==", flush=True)
     ok = vm_create.main() and ok
+    print("== storage ==", flush=True)
+    ok = storage.main() and ok
     sys.exit(0 if ok else 1)

@@ -69,7 +69,7 @@ def test_image_goes_to_swift_and_a_host_fetches_it_by_temp_url(cli, app, raw_ima
 
     wrong = Task("stack_image_cache", {"sha256": "1" * 64, "format": "raw", "url": url,
                                        "cache_dir": str(cache), "state": "present"})
-    with pytest.raises(Exception, match="(?i)checksum|sha256"):
+    with pytest.raises(Exception, match=r"(?i)checksum|sha256"):
         app.runner.run_tasks("aio", [wrong])
     assert not (cache / ("1" * 64)).exists()
 
