@@ -11,7 +11,7 @@ description:
   - Reads O(path), a JSON object of named random values, and adds the O(names) it lacks
     (hex, O(length) characters). Existing values are never changed or removed.
   - Meant for the controller; the values come back in RV(values), so use C(no_log) on the task.
-  - An unreadable or malformed file fails the run: a regenerated Swift hash would make every
+  - An unreadable or malformed file fails the run; a regenerated Swift hash would make every
     object unreachable, so the file must be restored from a backup, not recreated.
 author:
   - stackctl team
@@ -58,16 +58,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stackcore.errors import StackError
 from ansible.module_utils.stackcore.swift_conf import load_or_create_secrets
 
+ARGUMENT_SPEC = dict(
+    path=dict(type="path", required=True),
+    names=dict(type="list", elements="str", required=True),
+    length=dict(type="int", default=32),
+)
+
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            names=dict(type="list", elements="str", required=True),
-            length=dict(type="int", default=32),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not 16 <= module.params["length"] <= 128:
         module.fail_json(msg="length must be between 16 and 128")
     try:
@@ -75,6 +74,8 @@ def main():
                                                  module.params["length"], module.check_mode)
     except StackError as err:
         module.fail_json(msg=str(err))
+    except OSError as err:
+        module.fail_json(msg=f"cannot write {module.params['path']}: {err.strerror or err}")
     diff = {"before": {"names": sorted(n for n in values if n not in created)},
             "after": {"names": sorted(set(values) | set(created))}}
     module.exit_json(changed=bool(created), values=values, created=created, diff=diff)

@@ -6,7 +6,7 @@ import re
 
 from stackcore.errors import InvalidInput
 
-_SIZE = re.compile(r"^(\d+)\s*([KMGT]?)(?:I?B)?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+)\s*(?:([KMGT])I?)?B?$", re.IGNORECASE)
 _FACTOR = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -15,4 +15,4 @@ def parse_size(text: str, what: str = "size") -> int:
     if not match:
         raise InvalidInput(f"invalid {what} {text!r}: expected bytes or a number with K, M, G "
                            "or T (e.g. 10G)")
-    return int(match.group(1)) * _FACTOR[match.group(2).upper()]
+    return int(match.group(1)) * _FACTOR[(match.group(2) or "").upper()]

@@ -279,10 +279,16 @@ def _check_enough_devices(current, desired):
     if replicas is None:
         replicas = current.replicas if current is not None else DEFAULT_REPLICAS
     devices = desired.devices if desired.devices is not None else current.devices
-    if current is not None and desired.devices is not None and not desired.purge:
-        listed = {dev.key for dev in desired.devices}
-        devices = tuple(desired.devices) + tuple(d for d in current.devices
-                                                 if d.key not in listed)
+    if current is not None and desired.devices is not None:
+        have = {dev.key: dev for dev in current.devices}
+        if desired.keep_weights:  # a listed device the ring has keeps the ring's weight
+            devices = tuple(
+                replace(dev, weight=have[dev.key].weight)
+                if dev.key in have and (have[dev.key].region, have[dev.key].zone)
+                == (dev.region, dev.zone) else dev for dev in devices)
+        if not desired.purge:
+            listed = {dev.key for dev in desired.devices}
+            devices = tuple(devices) + tuple(d for d in current.devices if d.key not in listed)
     weighted = sum(1 for dev in devices if dev.weight > 0)
     if weighted < replicas:
         raise InvalidInput(f"ring {desired.name}: {replicas:g} replicas need at least "

@@ -9,6 +9,7 @@ import configparser
 import io
 import json
 import os
+import re
 import secrets
 
 from .errors import Conflict, InvalidInput
@@ -40,7 +41,7 @@ def load_or_create_secrets(path, names, length=32, check=False):
     created = [name for name in names if name not in values]
     if created and not check:
         values = dict(values, **{name: secrets.token_hex(length // 2) for name in created})
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         write_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n", 0o600)
     return values, created
 
@@ -58,6 +59,9 @@ def render_swift_conf(prefix, suffix, policies):
     defaults = [p for p in policies if p.get("default")]
     if len(defaults) != 1:
         raise InvalidInput("exactly one storage policy must be the default")
+    indexes = [int(p["index"]) for p in policies]
+    if len(set(indexes)) != len(indexes):
+        raise InvalidInput("two storage policies have the same index")
     for policy in sorted(policies, key=lambda p: int(p["index"])):
         lines.append(f"[storage-policy:{int(policy['index'])}]")
         lines.append(f"name = {policy['name']}")
@@ -72,7 +76,11 @@ def render_swift_conf(prefix, suffix, policies):
 def read_hash(text):
     """(prefix, suffix) from a swift.conf text; missing values are ''."""
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read_file(io.StringIO(text))
+    try:
+        parser.read_file(io.StringIO(text))
+    except configparser.Error as err:
+        raise Conflict(f"cannot parse the existing swift.conf: {str(err).splitlines()[0]}; "
+                       "fix it by hand (its hash values must be kept)") from None
     if not parser.has_section("swift-hash"):
         return "", ""
     return (parser.get("swift-hash", "swift_hash_path_prefix", fallback="").strip(),
@@ -92,17 +100,26 @@ def plan_swift_conf(current_text, prefix, suffix, policies, allow_hash_change=Fa
                 "allow_hash_change)")
     if current_text == new_text:
         return None, {}
-    diff = {"before": mask(current_text or ""), "after": mask(new_text),
+    diff = {"before": mask(current_text or ""), "after": mask(new_text, current_text),
             "before_header": path, "after_header": path}
     return new_text, diff
 
 
-def mask(text):
-    """The text with the hash values replaced, for diffs and logs."""
+_HASH_LINE = re.compile(r"^\s*(swift_hash_path_(?:prefix|suffix))\s*[=:]", re.IGNORECASE)
+
+
+def mask(text, reference=None):
+    """The text with the hash values replaced, for diffs and logs. With ``reference`` (the
+    other side of a diff), values that differ from it are marked, so a hash change shows."""
+    theirs = read_hash(reference) if reference else None
+    mine = read_hash(text) if reference else None
     out = []
     for line in text.splitlines(keepends=True):
-        key = line.split("=", 1)[0].strip()
-        if key in ("swift_hash_path_prefix", "swift_hash_path_suffix"):
-            line = f"{key} = {MASK}\n"
+        match = _HASH_LINE.match(line)
+        if match:
+            key = match.group(1).lower()
+            which = 0 if key.endswith("prefix") else 1
+            changed = theirs is not None and theirs[which] and mine[which] != theirs[which]
+            line = f"{key} = {MASK}{' (changed)' if changed else ''}\n"
         out.append(line)
     return "".join(out)

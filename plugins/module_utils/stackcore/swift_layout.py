@@ -1,6 +1,7 @@
 """Where a Swift cluster's pieces are, from the inventory's per-node variables (pure)."""
 
 from .errors import InvalidInput
+from .ring_plan import _RING_NAME
 
 SERVER_KINDS = ("account", "container", "object")
 
@@ -11,7 +12,7 @@ def ring_devices(nodes, kind):
     ``nodes``: one dict per storage node with ``ip``, ``zone``, ``region`` (default 1),
     ``ports`` ({kind: port}) and ``devices`` (each with ``name`` and ``weight``, default 100).
     """
-    if kind not in SERVER_KINDS and not kind.startswith("object-"):
+    if not _RING_NAME.match(str(kind)):
         raise InvalidInput(f"unknown ring {kind!r}")
     server = "object" if kind.startswith("object") else kind
     out = []
