@@ -30,10 +30,10 @@ def status() -> None:
     whether its rings match the controller's, and whether every server answered. Exits 0
     even when a node does not answer or its rings differ: the table says so.
     """
-    from stackctl.workflows import storage as wf
+    from stackctl.workflows import storage_status
 
     with progress("storage status") as ui:
-        rows, notes = wf.status(get_app(), ui=ui)
+        rows, notes = storage_status.status(get_app(), ui=ui)
         for note in notes:
             ui.note(note)
     render(rows, STATUS_COLUMNS)

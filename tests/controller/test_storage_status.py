@@ -18,6 +18,7 @@ from stackcore.errors import Conflict, InvalidInput, NotFound
 
 from stackctl.app import App
 from stackctl.workflows import storage as wf
+from stackctl.workflows import storage_status as st
 
 NOW = 1795261200.0
 
@@ -74,7 +75,7 @@ def answers(**overrides):
             "container_replication": AIO_CONTAINER_REPLICATION,
             "account_replication": AIO_ACCOUNT_REPLICATION, "ringmd5": AIO_RINGMD5,
             "async": AIO_ASYNC}
-    out = {key: wf.Answer(data) for key, data in base.items()}
+    out = {key: st.Answer(data) for key, data in base.items()}
     out.update(overrides)
     return out
 
@@ -92,7 +93,7 @@ def answers(**overrides):
 ])
 def test_disk_usage_counts_mounted_devices_and_their_used_share(data, mounted, total, unmounted,
                                                                 pct):
-    usage = wf.disk_usage(data)
+    usage = st.disk_usage(data)
     assert (usage["devices_mounted"], usage["devices_total"], usage["unmounted"],
             usage["used_pct"]) == (mounted, total, unmounted, pct)
 
@@ -106,7 +107,7 @@ def test_disk_usage_counts_mounted_devices_and_their_used_share(data, mounted, t
     (None, "account", None),
 ])
 def test_replication_last_reads_the_pass_end_time(data, kind, expected):
-    assert wf.replication_last(data, kind) == expected
+    assert st.replication_last(data, kind) == expected
 
 
 @pytest.mark.parametrize("seconds, text", [
@@ -114,7 +115,7 @@ def test_replication_last_reads_the_pass_end_time(data, kind, expected):
     (7199, "119m ago"), (7200, "2h ago"), (172800, "2d ago"),
 ])
 def test_ago(seconds, text):
-    assert wf.ago(seconds) == text
+    assert st.ago(seconds) == text
 
 
 @pytest.mark.parametrize("node, builder, expected", [
@@ -133,7 +134,7 @@ def test_ago(seconds, text):
     (None, AIO_BUILDER_MD5S, ("unknown", [])),
 ])
 def test_ring_check_compares_the_nodes_rings_with_the_controllers(node, builder, expected):
-    assert wf.ring_check(node, builder) == expected
+    assert st.ring_check(node, builder) == expected
 
 
 STATUS_ROWS = [
@@ -141,20 +142,20 @@ STATUS_ROWS = [
      {"devices": "1/1", "used": "1.6%", "replicated": "32s ago", "async_pending": None,
       "rings": "ok", "status": "ok"}),
     ("async pendings counted",
-     answers(**{"async": wf.Answer({"async_pending": 3, "async_pending_last": NOW})}),
+     answers(**{"async": st.Answer({"async_pending": 3, "async_pending_last": NOW})}),
      AIO_BUILDER_MD5S,
      {"async_pending": 3, "status": "ok"}),
-    ("never replicated", answers(object_replication=wf.Answer(NEVER_REPLICATED)),
+    ("never replicated", answers(object_replication=st.Answer(NEVER_REPLICATED)),
      AIO_BUILDER_MD5S, {"replicated": "never", "status": "ok"}),
-    ("a device not mounted", answers(diskusage=wf.Answer([*AIO_DISKUSAGE, UNMOUNTED])),
+    ("a device not mounted", answers(diskusage=st.Answer([*AIO_DISKUSAGE, UNMOUNTED])),
      AIO_BUILDER_MD5S, {"devices": "1/2", "status": "unmounted: d9"}),
     ("rings differ", answers(), {**AIO_BUILDER_MD5S, "object": "0" * 32},
      {"rings": "DIFFERS", "rings_differ": ["object"], "status": "ok"}),
     ("controller rings unreadable", answers(), None, {"rings": "unknown", "status": "ok"}),
-    ("the account server is down", answers(account_replication=wf.Answer(
+    ("the account server is down", answers(account_replication=st.Answer(
         error="Connection refused")), AIO_BUILDER_MD5S,
      {"devices": "1/1", "status": "unreachable: account server 6202: Connection refused"}),
-    ("nothing answers", {k: wf.Answer(error="timed out") for k in answers()}, AIO_BUILDER_MD5S,
+    ("nothing answers", {k: st.Answer(error="timed out") for k in answers()}, AIO_BUILDER_MD5S,
      {"devices": None, "used": None, "replicated": None, "async_pending": None,
       "rings": "unknown", "status": "unreachable: object server 6200: timed out"}),
 ]
@@ -163,13 +164,13 @@ STATUS_ROWS = [
 @pytest.mark.parametrize("case, node_answers, builder, expected", STATUS_ROWS,
                          ids=[row[0] for row in STATUS_ROWS])
 def test_node_row(case, node_answers, builder, expected):
-    row = wf.node_row(AIO_NODE, node_answers, builder, NOW)
+    row = st.node_row(AIO_NODE, node_answers, builder, NOW)
     assert row["host"] == "aio" and row["ip"] == "127.0.0.1"
     assert {key: row.get(key) for key in expected} == expected
 
 
 def test_node_row_keeps_the_numbers_behind_the_cells():
-    row = wf.node_row(AIO_NODE, answers(), AIO_BUILDER_MD5S, NOW)
+    row = st.node_row(AIO_NODE, answers(), AIO_BUILDER_MD5S, NOW)
     assert row["used_bytes"] == 134356992 and row["size_bytes"] == 8522825728
     assert (row["mounted"], row["unmounted"]) == (["d1"], [])
     assert row["replication_last"] == {"object": 1795261167.2915566,
@@ -230,24 +231,24 @@ def test_probe_asks_every_server_and_reports_the_ones_that_do_not_answer(recon_s
     up = wf.Node("up", "127.0.0.1", ports={"object": port, "container": port, "account": port})
     down = wf.Node("down", "127.0.0.1",
                    ports={"object": closed_port(), "container": port, "account": port})
-    got = wf.probe([up, down], timeout=2)
-    md5s, why = wf.builder_ring_md5s(str(rings))
+    got = st.probe([up, down], timeout=2)
+    md5s, why = st.builder_ring_md5s(str(rings))
     assert why is None
-    row = wf.node_row(up, got["up"], md5s, NOW)
+    row = st.node_row(up, got["up"], md5s, NOW)
     assert (row["devices"], row["rings"], row["status"]) == ("1/1", "ok", "ok")
-    row = wf.node_row(down, got["down"], md5s, NOW)
+    row = st.node_row(down, got["down"], md5s, NOW)
     assert row["status"].startswith("unreachable: object server")
     assert "Connection refused" in row["status"]
 
 
 def test_fetch_json_says_when_recon_is_not_in_the_pipeline(recon_server):
     port, _ = recon_server
-    answer = wf.fetch_json(f"http://127.0.0.1:{port}/recon/nothing")
+    answer = st.fetch_json(f"http://127.0.0.1:{port}/recon/nothing")
     assert answer.error.startswith("HTTP 404") and "recon" in answer.error
 
 
 def test_builder_md5s_of_a_missing_directory_say_why(tmp_path):
-    md5s, why = wf.builder_ring_md5s(str(tmp_path / "nope"))
+    md5s, why = st.builder_ring_md5s(str(tmp_path / "nope"))
     assert md5s is None and "No such file or directory" in why
 
 
@@ -258,7 +259,7 @@ def test_status_shows_a_node_that_does_not_answer(home, recon_server):
                     "swift_account_port": port},
              "s2": {"swift_ip": "127.0.0.1", "swift_builder_dir": str(rings),
                     "swift_object_port": closed_port()}}
-    rows, notes = wf.status(app_with({"storage_nodes": nodes}), timeout=2)
+    rows, notes = st.status(app_with({"storage_nodes": nodes}), timeout=2)
     assert notes == []
     assert [(r["host"], r["status"].split(":")[0], r["rings"]) for r in rows] == [
         ("s1", "ok", "ok"), ("s2", "unreachable", "unknown")]
