@@ -278,6 +278,16 @@ class Credential(Base):
                 "created_at": self.created_at, "rotated_at": self.rotated_at}
 
 
+class Setting(Base):
+    """Controller-wide values kept with the state, e.g. ``controller_id`` (a random id that
+    names this controller's files on shared hosts, and survives a backup and restore)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class SchemaInfo(Base):
     """One row: the schema version this database was created with (Alembic's job later)."""
 

@@ -71,5 +71,5 @@ def delete(app: App, tenant_name: str | None, name: str, force: bool = False) ->
     if session.head_container(account, name) is None:
         raise NotFound(f"bucket {name!r} does not exist")
     result = core.reconcile(session, core.resolve_desired(name, account, state=core.ABSENT,
-                                                          force=force))
+                                                          force=force, force_hint="--force"))
     return {"name": name, "deleted": True, "objects_deleted": result.get("purged", 0)}

@@ -1,6 +1,8 @@
 """Per-tenant S3/Swift credentials: the controller's database is the truth, every proxy gets
-the whole set in ``<swift_conf_dir>/stackauth/tenants.json`` (0640 root:swift), which the
-stackauth middleware re-reads within a second. No proxy restart, no reload.
+the whole set in ``<swift_conf_dir>/stackauth/tenants-<controller id>.json`` (0640
+root:swift), which the stackauth middleware re-reads within a second. No proxy restart, no
+reload. The file is named by the controller's id, so a second controller database on the same
+proxies (a test, a lab) never overwrites this one's keys; with no keys left it is removed.
 
 A change is committed only after every proxy took the new file; if a proxy fails the database
 is rolled back and the error says which proxy, so a retry (or the next ``stackctl deploy``)
@@ -17,13 +19,13 @@ from sqlalchemy import select
 from stackcore.errors import BackendError, NotFound
 
 from stackctl.app import App
-from stackctl.models import Credential, Tenant, utcnow
+from stackctl.models import Credential, Setting, Tenant, utcnow
 from stackctl.runner import HostVar, Task
 from stackctl.workflows import lookup, storage_env
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
-TENANTS_FILE = HostVar("swift_conf_dir", "/etc/swift", suffix="/stackauth/tenants.json")
+CONTROLLER_ID = "controller_id"
 
 
 def new_access_key() -> str:
@@ -82,7 +84,7 @@ def revoke(app: App, tenant_name: str | None, access_key: str) -> dict:
 def sync(app: App) -> dict:
     """Write the database's credentials to every proxy (after a deploy, or to repair)."""
     env = storage_env.load(app)
-    with app.db.read() as session:
+    with app.db.write() as session:  # write: the controller id is made on first use
         count = push(app, env, session)
     return {"proxies": list(env.proxies), "credentials": count}
 
@@ -103,11 +105,18 @@ def push(app: App, env: storage_env.StorageEnv, session) -> int:
     users = [{"access_key": c.access_key, "secret": c.secret, "account": c.tenant.name,
               "groups": [".admin"]} for c in rows]
     content = json.dumps({"version": 1, "users": users}, indent=2, sort_keys=True) + "\n"
-    # The same file the storage_proxy role creates (roles/storage_proxy/vars/main.yml).
-    tasks = [Task("ansible.builtin.copy",
-                  {"content": content, "dest": TENANTS_FILE, "owner": "root",
-                   "group": HostVar("swift_user", "swift"), "mode": "0640"},
-                  name="write the tenants' credentials")]
+    # In the directory the storage_proxy role makes (roles/storage_proxy/vars/main.yml).
+    dest = HostVar("swift_conf_dir", "/etc/swift",
+                   suffix=f"/stackauth/tenants-{controller_id(session)}.json")
+    if users:
+        task = Task("ansible.builtin.copy",
+                    {"content": content, "dest": dest, "owner": "root",
+                     "group": HostVar("swift_user", "swift"), "mode": "0640"},
+                    name="write the tenants' credentials")
+    else:
+        task = Task("ansible.builtin.file", {"path": dest, "state": "absent"},
+                    name="remove this controller's (empty) credentials file")
+    tasks = [task]
     outcomes = app.runner.run_each(list(env.proxies), tasks, label="credentials")
     failed = {host: o.error for host, o in outcomes.items() if o.error}
     if failed:
@@ -115,6 +124,16 @@ def push(app: App, env: storage_env.StorageEnv, session) -> int:
         raise BackendError(f"could not write the credentials on proxy {host}: {error}"
                            + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
     return len(users)
+
+
+def controller_id(session) -> str:
+    """This controller's id (created on first use, kept in the database)."""
+    row = session.get(Setting, CONTROLLER_ID)
+    if row is None:
+        row = Setting(key=CONTROLLER_ID, value=secrets.token_hex(8))
+        session.add(row)
+        session.flush()
+    return row.value
 
 
 def _find(session, tenant_name: str | None, access_key: str) -> Credential:

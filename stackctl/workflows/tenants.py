@@ -50,6 +50,13 @@ def show_tenant(app: App, name: str) -> dict:
 def delete_tenant(app: App, name: str) -> dict:
     """Delete a tenant and its keypairs; refused while it still has VMs or private images."""
     validate.resource_name(name, "tenant name")
+    with app.db.read() as session:
+        lookup.tenant(session, name)  # NotFound before asking the object storage
+    buckets = _bucket_names(app, name)  # outside the write transaction: it is a network call
+    if buckets:
+        raise Conflict(f"tenant {name!r} still has {len(buckets)} bucket(s) "
+                       f"({', '.join(buckets[:3])}{', ...' if len(buckets) > 3 else ''}): "
+                       "delete them first; a new tenant of that name would own them")
     with app.db.write() as session:
         tenant = lookup.tenant(session, name)
         vms = session.scalar(select(func.count()).select_from(VM).where(VM.tenant_id == tenant.id))
@@ -63,10 +70,24 @@ def delete_tenant(app: App, name: str) -> dict:
         if creds:
             raise Conflict(f"tenant {name!r} still has {creds} storage credential(s): "
                            "revoke them first (and delete its buckets)")
+
         for keypair in session.scalars(select(Keypair).where(Keypair.tenant_id == tenant.id)):
             session.delete(keypair)
         session.delete(tenant)
         return {"name": name, "deleted": True}
+
+
+def _bucket_names(app: App, tenant: str) -> list[str]:
+    """The tenant's Swift containers (buckets and s3api's segment containers), or [] when no
+    object storage is deployed."""
+    from stackctl.workflows import storage_env
+
+    if not app.config.swift_secrets.exists() or not app.config.inventory.is_file():
+        return []
+    if not app.runner.inventory_hostvars(storage_env.PROXY_GROUP):
+        return []
+    session = storage_env.load(app).session()
+    return [c["name"] for c in session.list_containers(tenant)]
 
 
 def add_keypair(app: App, tenant_name: str | None, name: str, public_key: str) -> dict:

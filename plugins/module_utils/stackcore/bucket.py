@@ -82,6 +82,7 @@ class DesiredBucket:
     quota_bytes: int = 0
     versioning: bool = False
     force: bool = False
+    force_hint: str = "force: true"  # how the caller spells force (the CLI: --force)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class BucketPlan:
 
 
 def resolve_desired(name, account, state=PRESENT, acl=PRIVATE, quota_bytes=0, versioning=False,
-                    force=False):
+                    force=False, force_hint="force: true"):
     """Validate a request; InvalidInput with one line for the first problem."""
     bucket_name(name)
     resource_name(account, "account")
@@ -130,7 +131,7 @@ def resolve_desired(name, account, state=PRESENT, acl=PRIVATE, quota_bytes=0, ve
         if not isinstance(flag, bool):
             raise InvalidInput(f"invalid {what} {flag!r}: expected true or false")
     return DesiredBucket(name=name, account=account, state=state, acl=acl, quota_bytes=quota,
-                         versioning=versioning, force=force)
+                         versioning=versioning, force=force, force_hint=force_hint)
 
 
 def read_state(headers):
@@ -231,7 +232,7 @@ def _plan_absent(current, desired, before):
     if full and not desired.force:
         raise Conflict(f"bucket {desired.name} in account {desired.account} is not empty "
                        f"({current.objects} objects, {current.bytes} bytes, old versions "
-                       "included); force: true deletes them with the bucket")
+                       f"included); {desired.force_hint} deletes them with the bucket")
     purge = desired.force and (full or current.versioning is not None)
     reason = "the bucket exists" + (" (its objects are deleted first)" if purge else "")
     return BucketPlan(DELETE, purge=purge, reasons=(reason,), before=before,
@@ -315,8 +316,8 @@ def _segments(session, desired):
     state = read_state(session.head_container(desired.account, segments))
     if state is not None and state.objects and not desired.force:
         raise Conflict(f"bucket {desired.name} in account {desired.account} has unfinished "
-                       f"multipart uploads ({state.objects} parts in {segments}); force: true "
-                       "deletes them")
+                       f"multipart uploads ({state.objects} parts in {segments}); "
+                       f"{desired.force_hint} deletes them")
     return state
 
 
@@ -328,7 +329,7 @@ def _delete(session, desired, plan, current, segments):
         session.delete_container(account, name)
     except Conflict as err:
         why = ("objects were written while it was emptied" if desired.force
-               else "it holds objects or old versions; force: true deletes them")
+               else f"it holds objects or old versions; {desired.force_hint} deletes them")
         raise Conflict(f"{err} (bucket {name}: {why})") from None
     if segments is not None:
         container = name + SEGMENTS_SUFFIX
