@@ -12,6 +12,7 @@ Current state comes from /proc/self/mountinfo, /sys/block/loop*/loop and ``blkid
 """
 
 import contextlib
+import fcntl
 import grp
 import os
 import pwd
@@ -406,9 +407,17 @@ def _tool(name):
 
 
 def _edit_fstab(desired, line):
-    text = _read_text(desired.fstab)
-    mode = stat.S_IMODE(os.stat(desired.fstab).st_mode) if os.path.exists(desired.fstab) else 0o644
-    write_atomic(desired.fstab, set_fstab_entry(text, desired.mount_point, line), mode)
+    """Read, edit, replace: under a lock on fstab's directory, so two runs at once (several
+    devices, or several lab nodes on one machine) never lose each other's lines."""
+    fd = os.open(os.path.dirname(desired.fstab) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = _read_text(desired.fstab)
+        exists = os.path.exists(desired.fstab)
+        mode = stat.S_IMODE(os.stat(desired.fstab).st_mode) if exists else 0o644
+        write_atomic(desired.fstab, set_fstab_entry(text, desired.mount_point, line), mode)
+    finally:
+        os.close(fd)
 
 
 def _read_text(path):
