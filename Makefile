@@ -34,7 +34,7 @@ bench: bootstrap deploy image
 lint:
 	$(VENV)/bin/ruff check plugins library stackctl tests bench images molecule
 
-down:                             ## delete the demo VM and tenant (the deployed services stay)
+down:                             ## delete the demo VM, bucket, credentials and tenant (services stay)
 	scripts/demo.sh --down
 
 clean: down
