@@ -4,10 +4,10 @@ import os
 import sys
 
 try:  # the project's virtualenv installs stackcore
-    from stackcore.swift_layout import ring_devices, ring_mismatches
+    from stackcore.swift_layout import PORT_VARS, ring_devices, ring_mismatches
 except ImportError:  # a plain Ansible: the core next door, in plugins/module_utils
     sys.path.append(os.path.join(os.path.dirname(__file__), os.pardir, "module_utils"))
-    from stackcore.swift_layout import ring_devices, ring_mismatches
+    from stackcore.swift_layout import PORT_VARS, ring_devices, ring_mismatches
 
 
 def swift_ring_devices(hostvars, hosts, kind):
@@ -18,9 +18,7 @@ def swift_ring_devices(hostvars, hosts, kind):
         nodes.append({
             "name": host, "ip": hv["swift_ip"], "zone": hv.get("swift_zone", 1),
             "region": hv.get("swift_region", 1), "devices": hv.get("swift_devices", []),
-            "ports": {"account": hv.get("swift_account_port", 6202),
-                      "container": hv.get("swift_container_port", 6201),
-                      "object": hv.get("swift_object_port", 6200)},
+            "ports": {kind: hv.get(var, port) for kind, (var, port) in PORT_VARS.items()},
         })
     return ring_devices(nodes, kind)
 

@@ -35,9 +35,7 @@ def backend(app: App) -> str:
         raise InvalidInput(f"invalid STACKCTL_IMAGE_STORE {wanted!r}: use auto, local or swift")
     if wanted != "auto":
         return wanted
-    if not app.config.swift_secrets.exists() or not app.config.inventory.is_file():
-        return "local"  # cheap tests first: no storage was ever deployed from here
-    return "swift" if app.runner.inventory_hostvars(storage_env.PROXY_GROUP) else "local"
+    return "swift" if storage_env.deployed(app) else "local"
 
 
 def store(app: App, tmp: Path, sha256: str) -> tuple[str, Callable[[], None] | None]:
@@ -66,7 +64,7 @@ def host_source(app: App, path: str) -> dict:
         return {"src": path}
     from stackcore.swift_client import temp_url
 
-    env = _env(app)
+    env = storage_env.load(app)
     container, name = path[len(SWIFT_PREFIX):].split("/", 1)
     object_path = f"/v1/AUTH_{storage_env.SERVICE_ACCOUNT}/{container}/{name}"
     expires = int(time.time()) + TEMP_URL_SECONDS
@@ -85,13 +83,5 @@ def _store_swift(app: App, tmp: Path, sha256: str):
             lambda: session.delete_object(account, CONTAINER, sha256))
 
 
-def _env(app: App) -> storage_env.StorageEnv:
-    env = getattr(app, "_storage_env", None)
-    if env is None:
-        env = storage_env.load(app)
-        app._storage_env = env  # one inventory read per invocation
-    return env
-
-
 def _session(app: App):
-    return _env(app).session()
+    return storage_env.load(app).session()

@@ -15,26 +15,25 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stackcore.errors import BackendError, Conflict, InvalidInput, NotFound
-from stackcore.swift_layout import ring_devices
+from stackcore.swift_layout import PORT_VARS, ring_devices
 
 from stackctl.runner import HostVar, Task
+from stackctl.workflows import storage_env
 
 if TYPE_CHECKING:
     from stackctl.app import App
     from stackctl.progress import StepProgress
 
 NODE_GROUP = "storage_nodes"
-PROXY_GROUP = "proxies"
+PROXY_GROUP = storage_env.PROXY_GROUP
 CONTROLLER_GROUP = "controllers"
 RINGS = ("account", "container", "object")
 # Server kind -> (inventory variable, the roles' default port).
-PORTS = {"object": ("swift_object_port", 6200), "container": ("swift_container_port", 6201),
-         "account": ("swift_account_port", 6202)}
+PORTS = PORT_VARS
 BUILDER_ROOT = "/etc/stackctl/swift"
 DEFAULT_WEIGHT = 100.0
 DEFAULT_LOOP_GB = 4
@@ -213,8 +212,7 @@ def load_cluster(app: App, full: bool = True) -> Cluster:
     if full:
         groups |= {CONTROLLER_GROUP: "the ring builders live there",
                    PROXY_GROUP: "they read the rings too"}
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:  # one ansible-inventory each
-        found = dict(zip(groups, pool.map(app.runner.inventory_hostvars, groups), strict=True))
+    found = {name: app.runner.inventory_hostvars(name) for name in groups}  # one inventory read
     for name, why in groups.items():
         if not found[name]:
             raise Conflict(f"object storage is not deployed: the inventory "

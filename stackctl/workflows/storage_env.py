@@ -50,6 +50,14 @@ def service_access_key(secrets: dict) -> str:
     return "STKS" + str(secrets["service_access"])[:16].upper()
 
 
+def deployed(app: App) -> bool:
+    """Whether object storage is deployed from this controller: its secrets exist and the
+    inventory has proxies (the cheap file tests first; the inventory read is cached)."""
+    if not app.config.swift_secrets.exists() or not app.config.inventory.is_file():
+        return False
+    return bool(app.runner.inventory_hostvars(PROXY_GROUP))
+
+
 def load(app: App) -> StorageEnv:
     """The storage environment; Conflict when object storage is not deployed."""
     proxies = app.runner.inventory_hostvars(PROXY_GROUP)

@@ -82,9 +82,7 @@ def _bucket_names(app: App, tenant: str) -> list[str]:
     object storage is deployed."""
     from stackctl.workflows import storage_env
 
-    if not app.config.swift_secrets.exists() or not app.config.inventory.is_file():
-        return []
-    if not app.runner.inventory_hostvars(storage_env.PROXY_GROUP):
+    if not storage_env.deployed(app):
         return []
     session = storage_env.load(app).session()
     return [c["name"] for c in session.list_containers(tenant)]

@@ -4,6 +4,9 @@ from .errors import InvalidInput
 from .ring_plan import _RING_NAME
 
 SERVER_KINDS = ("account", "container", "object")
+# Server kind -> (inventory variable, the roles' default port).
+PORT_VARS = {"object": ("swift_object_port", 6200), "container": ("swift_container_port", 6201),
+             "account": ("swift_account_port", 6202)}
 
 
 def ring_devices(nodes, kind):
