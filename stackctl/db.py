@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-SCHEMA_VERSION = 2  # 2: credentials
+SCHEMA_VERSION = 3  # 2: credentials; 3: server groups, fleet hosts, hosts.disabled_reason
+# Columns added to existing tables since version 1: (table, column, SQL type).
+ADDED_COLUMNS = (("hosts", "disabled_reason", "TEXT"),)
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -108,9 +110,9 @@ class Database:
         self._schema_ready = True
 
     def _add_new_tables(self, models) -> None:
-        """An older database gets the tables added since (new tables only, no column
-        changes; those will need Alembic)."""
-        from sqlalchemy import select, update
+        """An older database gets the tables and nullable columns added since (anything
+        more will need Alembic)."""
+        from sqlalchemy import inspect, select, update
 
         with self._read_engine.connect() as conn:
             version = conn.scalar(select(models.SchemaInfo.version))
@@ -118,6 +120,9 @@ class Database:
             return
         with self.engine.begin() as conn:
             models.Base.metadata.create_all(conn)  # checkfirst: existing tables stay as they are
+            for table, column, sql_type in ADDED_COLUMNS:
+                if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
             conn.execute(update(models.SchemaInfo.__table__).values(version=SCHEMA_VERSION))
 
     def dispose(self) -> None:

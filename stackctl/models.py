@@ -147,10 +147,14 @@ class Host(Base):
     libvirt_version: Mapped[str | None] = mapped_column(String(32))
     qemu_version: Mapped[str | None] = mapped_column(String(32))
     refreshed_at: Mapped[dt.datetime | None]
+    # Why an operator disabled it (``host disable --reason``); NULL while enabled, and for a
+    # host that ``refresh`` disabled because it left the inventory ("not in the inventory").
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "address": self.address, "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
             "vcpus": self.vcpus, "ram_mb": self.ram_mb, "disk_gb": self.disk_gb,
             "disk_free_gb": self.disk_free_gb, "kvm_usable": self.kvm_usable,
             "virt_type": self.virt_type, "libvirt_version": self.libvirt_version,
@@ -215,6 +219,52 @@ class VM(Base):
             "mac": self.mac, "address": self.address, "domain": self.domain,
             "fault": self.fault, "created_at": self.created_at, "updated_at": self.updated_at,
         }
+
+
+SERVER_GROUP_POLICIES = ("affinity", "anti-affinity")
+
+
+class ServerGroup(Base):
+    """A tenant's group of VMs placed together (``affinity``: one host) or apart
+    (``anti-affinity``: every member on a different host), as Nova's server groups."""
+
+    __tablename__ = "server_groups"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    policy: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+    members: Mapped[list[ServerGroupMember]] = relationship(back_populates="group")
+
+
+class ServerGroupMember(Base):
+    """A VM's membership (at most one group per VM); removed with the VM row."""
+
+    __tablename__ = "server_group_members"
+
+    vm_uuid: Mapped[str] = mapped_column(ForeignKey("vms.uuid", ondelete="CASCADE"),
+                                         primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("server_groups.id"), index=True)
+
+    group: Mapped[ServerGroup] = relationship(back_populates="members")
+    vm: Mapped[VM] = relationship()
+
+
+class FleetHost(Base):
+    """Every inventory host and its groups (controllers, hypervisors, storage_nodes, proxies),
+    as last seen by ``host refresh``/``deploy``: what the dynamic inventory plugin reports."""
+
+    __tablename__ = "fleet_hosts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+    groups: Mapped[list] = mapped_column(JSON, default=list)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Operation(Base):
