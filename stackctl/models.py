@@ -205,6 +205,10 @@ class VM(Base):
     flavor: Mapped[Flavor] = relationship()
     image: Mapped[Image] = relationship()
     keypair: Mapped[Keypair | None] = relationship()
+    # Read through the membership row; the row is written by ``claim`` and removed with the VM
+    # by the foreign key's ON DELETE CASCADE, never through this relationship.
+    server_group: Mapped[ServerGroup | None] = relationship(
+        secondary="server_group_members", viewonly=True)
 
     @property
     def domain(self) -> str:
@@ -215,6 +219,7 @@ class VM(Base):
             "name": self.name, "uuid": self.uuid, "tenant": self.tenant.name, "state": self.state,
             "host": self.host.name if self.host else None, "flavor": self.flavor.name,
             "image": self.image.name, "keypair": self.keypair.name if self.keypair else None,
+            "server_group": self.server_group.name if self.server_group else None,
             "vcpus": self.vcpus, "ram_mb": self.ram_mb, "disk_gb": self.disk_gb,
             "mac": self.mac, "address": self.address, "domain": self.domain,
             "fault": self.fault, "created_at": self.created_at, "updated_at": self.updated_at,

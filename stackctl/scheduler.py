@@ -3,8 +3,10 @@
 Like Nova's filter scheduler: every filter may reject a host with a reason; the survivors are
 ordered by the weigher (``spread``: most free RAM first, ``pack``: least free RAM first; ties
 by name so the choice is deterministic). Capacity is ``total * allocation_ratio - used``.
-``claim`` does the same inside the locked write transaction and inserts the VM row, so usage
-read and slot taken are one atomic step.
+A request may name a server group: ``affinity`` keeps it on the host(s) its members are on,
+``anti-affinity`` off every host that holds one. ``claim`` does the same inside the locked write
+transaction and inserts the VM row (and its group membership), so usage and membership read
+and slot taken are one atomic step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from stackcore.errors import Conflict
+from stackcore.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -39,10 +41,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class GroupState:
+    """A server group as the scheduler sees it: ``members`` maps a host to the names of the
+    group's VMs on it (hosts without members are absent)."""
+
+    name: str
+    policy: str  # "affinity" | "anti-affinity"
+    members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Request:
     vcpus: int
     ram_mb: int
     disk_gb: int
+    group: GroupState | None = None  # the server group the VM joins (as Nova's RequestSpec)
 
     def __str__(self) -> str:
         return f"{self.vcpus} vCPU, {self.ram_mb} MiB RAM, {self.disk_gb} GiB disk"
@@ -72,7 +85,7 @@ class Policy:
     ram_allocation_ratio: float = 1.5
     disk_allocation_ratio: float = 1.0
     weigher: str = "spread"
-    # Hook for later filters (server groups: affinity / anti-affinity) run after the defaults.
+    # Hook for site-specific filters, run after the defaults.
     extra_filters: tuple[Filter, ...] = field(default_factory=tuple)
 
 
@@ -121,7 +134,40 @@ def disk_filter(host: HostState, usage: Usage, request: Request, policy: Policy)
                      f"has {free} GiB disk free")
 
 
-DEFAULT_FILTERS: tuple[Filter, ...] = (enabled_filter, ram_filter, vcpu_filter, disk_filter)
+def affinity_filter(host: HostState, usage: Usage, request: Request, policy: Policy):
+    """An affinity group's VMs go where its members are; an empty group goes anywhere."""
+    group = request.group
+    if group is None or group.policy != "affinity" or not group.members:
+        return None
+    if host.name in group.members:
+        return None
+    what = f"server group {group.name!r} (affinity)"
+    return Rejection(host.name, f"holds {what}", "holds none of its members",
+                     f"holds no member of {what}")
+
+
+def anti_affinity_filter(host: HostState, usage: Usage, request: Request, policy: Policy):
+    """An anti-affinity group's VMs go to hosts that hold none of its members."""
+    group = request.group
+    if group is None or group.policy != "anti-affinity":
+        return None
+    names = group.members.get(host.name)
+    if not names:
+        return None
+    what = f"server group {group.name!r} (anti-affinity)"
+    held = _and_list(sorted(names))
+    return Rejection(host.name, f"is free of {what}", f"holds {held}",
+                     f"holds {held} of {what}")
+
+
+def _and_list(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+# A host gets the first rejection that applies: being disabled or the group's placement rule
+# say more about a host than whether it has room.
+DEFAULT_FILTERS: tuple[Filter, ...] = (enabled_filter, affinity_filter, anti_affinity_filter,
+                                       ram_filter, vcpu_filter, disk_filter)
 
 
 def weigh(hosts: Iterable[HostState], usage: Mapping[str, Usage], policy: Policy):
@@ -186,6 +232,7 @@ class ClaimRequest:
     mac: str
     ssh_public_key: str | None = None
     user_data: str | None = None
+    group_id: int | None = None  # a server group of the same tenant
 
 
 def usage_by_host(session: Session) -> dict[str, Usage]:
@@ -203,16 +250,40 @@ def usage_by_host(session: Session) -> dict[str, Usage]:
     return {name: Usage(int(c), int(r), int(d), int(n)) for name, c, r, d, n in rows}
 
 
+def group_state(session: Session, group_id: int, tenant_id: int) -> GroupState:
+    """The group's policy and which of its members are on which host (read under the claim's
+    lock, so a concurrent claim into the same group is seen)."""
+    from sqlalchemy import select
+
+    from stackctl.models import VM, Host, ServerGroup, ServerGroupMember
+
+    group = session.get(ServerGroup, group_id)
+    if group is None or group.tenant_id != tenant_id:
+        raise NotFound("the server group was deleted while the VM was being placed")
+    rows = session.execute(
+        select(Host.name, VM.name)
+        .join(VM, VM.host_id == Host.id)
+        .join(ServerGroupMember, ServerGroupMember.vm_uuid == VM.uuid)
+        .where(ServerGroupMember.group_id == group_id)
+        .order_by(Host.name, VM.name)
+    )
+    members: dict[str, tuple[str, ...]] = {}
+    for host, vm in rows:
+        members[host] = (*members.get(host, ()), vm)
+    return GroupState(group.name, group.policy, members)
+
+
 def claim(session: Session, request: ClaimRequest, policy: Policy = Policy()) -> VM:
     """Choose a host and insert the VM row on it, inside the caller's write transaction.
 
     The caller commits. On SQLite the write session's ``BEGIN IMMEDIATE`` serialises claims;
-    on PostgreSQL the host rows are locked ``FOR UPDATE`` before usage is read.
+    on PostgreSQL the host rows are locked ``FOR UPDATE`` before usage and the server group's
+    membership are read, and the membership row is inserted with the VM row.
     """
     from sqlalchemy import select
 
     from stackctl.db import lock_hosts
-    from stackctl.models import VM
+    from stackctl.models import VM, ServerGroupMember
 
     hosts = lock_hosts(session)
     taken = session.scalar(
@@ -220,8 +291,10 @@ def claim(session: Session, request: ClaimRequest, policy: Policy = Policy()) ->
     )
     if taken:
         raise Conflict(f"a VM named {request.name!r} already exists")
+    group = (group_state(session, request.group_id, request.tenant_id)
+             if request.group_id is not None else None)
     states = [HostState(h.name, h.vcpus, h.ram_mb, h.disk_gb, h.enabled) for h in hosts]
-    wanted = Request(request.vcpus, request.ram_mb, request.disk_gb)
+    wanted = Request(request.vcpus, request.ram_mb, request.disk_gb, group)
     chosen = select_host(states, usage_by_host(session), wanted, policy)
     host = next(h for h in hosts if h.name == chosen.name)
     vm = VM(
@@ -232,4 +305,7 @@ def claim(session: Session, request: ClaimRequest, policy: Policy = Policy()) ->
     )
     session.add(vm)
     session.flush()
+    if request.group_id is not None:
+        session.add(ServerGroupMember(vm_uuid=vm.uuid, group_id=request.group_id))
+        session.flush()
     return vm

@@ -18,7 +18,8 @@ COLUMNS = [("name", "NAME"), ("state", "STATE"), ("address", "ADDRESS"), ("host"
 SHOW = [("name", "name"), ("uuid", "uuid"), ("state", "state"), ("fault", "fault"),
         ("address", "address"), ("mac", "mac"), ("host", "host"), ("domain", "domain"),
         ("flavor", "flavor"), ("vcpus", "vcpus"), ("ram_mb", "ram_mb"), ("disk_gb", "disk_gb"),
-        ("image", "image"), ("keypair", "keypair"), ("tenant", "tenant"),
+        ("image", "image"), ("keypair", "keypair"), ("server_group", "server group"),
+        ("tenant", "tenant"),
         ("created_at", "created"), ("updated_at", "updated")]
 
 
@@ -34,20 +35,24 @@ def vm() -> None:
 @click.option("--key", required=True, metavar="KEYPAIR", help="Keypair for root's SSH login.")
 @click.option("--user-data", "user_data", metavar="FILE",
               help="cloud-init user-data (a #cloud-config or a #! script; at most 64 KiB).")
+@click.option("--group", metavar="GROUP",
+              help="Server group to join: placed with its members (affinity) or away from "
+                   "them (anti-affinity).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the guest's DHCP address ('vm start' on a running VM waits "
                    "later).")
 @tenant_option
 @output_option
 def create(name: str, image: str, flavor: str, key: str, user_data: str | None,
-           wait: bool) -> None:
+           group: str | None, wait: bool) -> None:
     """Create VM NAME (its hostname) and boot it."""
     from stackctl.workflows import vm as workflow
 
     app = get_app()
     data = read_text_file(user_data, "user data", workflow.MAX_USER_DATA) if user_data else None
     request = workflow.CreateRequest(tenant=tenant_name(), name=name, image=image,
-                                     flavor=flavor, key=key, user_data=data, wait=wait)
+                                     flavor=flavor, key=key, user_data=data, group=group,
+                                     wait=wait)
     with progress(f"vm create {name}") as ui:
         recover_first(app, ui)
         result = workflow.create(app, request, ui)

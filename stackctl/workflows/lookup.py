@@ -1,7 +1,8 @@
 """Finding rows by name as a tenant sees them.
 
-A tenant never learns that another tenant's VM, keypair or private image exists: what it
-cannot see is simply NotFound, with the same message as something that does not exist.
+A tenant never learns that another tenant's VM, keypair, server group or private image
+exists: what it cannot see is simply NotFound, with the same message as something that does
+not exist.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sqlalchemy import or_, select
 from stackcore import validate
 from stackcore.errors import InvalidInput, NotFound
 
-from stackctl.models import VM, Flavor, Host, Image, Keypair, Tenant
+from stackctl.models import VM, Flavor, Host, Image, Keypair, ServerGroup, Tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -75,6 +76,25 @@ def vm(session: Session, owner: Tenant, name: str) -> VM:
     row = session.scalar(select(VM).where(VM.tenant_id == owner.id, VM.name == name))
     if row is None:
         raise NotFound(f"VM {name!r} does not exist")
+    return row
+
+
+def server_group_name(name: str) -> str:
+    """Server group names follow the VM name rules (lower-case hostname labels)."""
+    try:
+        return validate.vm_name(name)
+    except InvalidInput:
+        raise InvalidInput(
+            f"invalid server group name {name!r}: use 1-63 lower-case letters, digits and "
+            "'-', starting and ending with a letter or digit") from None
+
+
+def server_group(session: Session, owner: Tenant, name: str) -> ServerGroup:
+    server_group_name(name)
+    row = session.scalar(select(ServerGroup).where(ServerGroup.tenant_id == owner.id,
+                                                   ServerGroup.name == name))
+    if row is None:
+        raise NotFound(f"server group {name!r} does not exist")
     return row
 
 

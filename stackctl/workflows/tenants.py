@@ -7,7 +7,7 @@ from stackcore import validate
 from stackcore.errors import Conflict, InvalidInput
 
 from stackctl.app import App
-from stackctl.models import VM, Credential, Image, Keypair, Tenant
+from stackctl.models import VM, Credential, Image, Keypair, ServerGroup, Tenant
 from stackctl.sshkeys import parse_public_key
 from stackctl.workflows import lookup
 
@@ -48,7 +48,8 @@ def show_tenant(app: App, name: str) -> dict:
 
 
 def delete_tenant(app: App, name: str) -> dict:
-    """Delete a tenant and its keypairs; refused while it still has VMs or private images."""
+    """Delete a tenant with its keypairs and (empty) server groups; refused while it still has
+    VMs, private images, buckets or storage credentials."""
     validate.resource_name(name, "tenant name")
     with app.db.read() as session:
         lookup.tenant(session, name)  # NotFound before asking the object storage
@@ -73,6 +74,10 @@ def delete_tenant(app: App, name: str) -> dict:
 
         for keypair in session.scalars(select(Keypair).where(Keypair.tenant_id == tenant.id)):
             session.delete(keypair)
+        # No VMs left, so its server groups are empty.
+        for group in session.scalars(select(ServerGroup)
+                                     .where(ServerGroup.tenant_id == tenant.id)):
+            session.delete(group)
         session.delete(tenant)
         return {"name": name, "deleted": True}
 

@@ -44,6 +44,7 @@ class CreateRequest:
     flavor: str
     key: str
     user_data: str | None = None
+    group: str | None = None  # a server group of the tenant
     wait: bool = True  # wait for the guest's DHCP address
 
 
@@ -171,7 +172,7 @@ def console_log(app: App, tenant: str | None, name: str) -> str:
 
 
 def _plan_create(app: App, req: CreateRequest) -> ClaimRequest:
-    """Validate the whole request (names, tenant, flavor, image, key, user_data)."""
+    """Validate the whole request (names, tenant, flavor, image, key, group, user_data)."""
     validate.vm_name(req.name)
     user_data = req.user_data
     if user_data is not None and len(user_data.encode("utf-8")) > MAX_USER_DATA:
@@ -181,6 +182,7 @@ def _plan_create(app: App, req: CreateRequest) -> ClaimRequest:
         flavor = lookup.flavor(session, req.flavor)
         image = lookup.image(session, owner, req.image)
         keypair = lookup.keypair(session, owner, req.key)
+        group = lookup.server_group(session, owner, req.group) if req.group else None
         _check_bootable(image, flavor)
         if session.scalar(select(VM.uuid).where(VM.tenant_id == owner.id, VM.name == req.name)):
             raise Conflict(f"a VM named {req.name!r} already exists")
@@ -189,7 +191,7 @@ def _plan_create(app: App, req: CreateRequest) -> ClaimRequest:
             uuid=uuid, tenant_id=owner.id, name=req.name, flavor_id=flavor.id,
             image_id=image.id, keypair_id=keypair.id, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb,
             disk_gb=flavor.disk_gb, mac=_mac_for(uuid), ssh_public_key=keypair.public_key,
-            user_data=user_data or None,
+            user_data=user_data or None, group_id=group.id if group else None,
         )
 
 

@@ -278,7 +278,8 @@ def test_help_imports_nothing_heavy():
 
 def test_group_help_lists_every_command(run_stackctl):
     proc = run_stackctl("--help")
-    for name in ("tenant", "keypair", "flavor", "image", "vm", "host", "deploy", "recover"):
+    for name in ("tenant", "keypair", "flavor", "image", "vm", "server-group", "host", "deploy",
+                 "recover"):
         assert f"  {name} " in proc.stdout
     vm_help = run_stackctl("vm", "--help").stdout
     for name in ("create", "list", "show", "start", "stop", "reboot", "delete", "console-log"):
