@@ -140,7 +140,9 @@ def deploy(check: bool, diff: bool, limit: str | None, tags: str | None) -> None
     if broken or status != "successful":
         raise BackendError(f"deploy {status}: failed on {', '.join(broken) or 'no host'}")
     if not check:
-        from stackctl.workflows import credentials
+        from stackctl.workflows import credentials, fleet
+
+        fleet.record(app, fleet.hosts_from_inventory(app.runner))  # the inventory plugin's view
 
         synced = credentials.sync_if_any(app)  # a new or rebuilt proxy gets the tenants' keys
         if synced:

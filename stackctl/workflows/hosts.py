@@ -21,7 +21,7 @@ from stackctl.app import App
 from stackctl.models import Host, utcnow
 from stackctl.runner import Progress
 from stackctl.scheduler import usage_by_host
-from stackctl.workflows import lookup
+from stackctl.workflows import fleet, lookup
 
 HYPERVISOR_GROUP = "hypervisors"
 SITE_PLAYBOOK = "playbooks/site.yml"
@@ -66,6 +66,7 @@ def refresh(app: App, progress: Progress | None = None) -> RefreshResult:
             if name not in addresses and row.enabled:
                 row.enabled, row.disabled_reason = False, NOT_IN_INVENTORY
                 result.disabled.append(name)
+    fleet.record(app, fleet.hosts_from_inventory(app.runner))  # for the inventory plugin
     result.hosts = list_hosts(app)
     return result
 
