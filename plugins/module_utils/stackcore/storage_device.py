@@ -19,6 +19,7 @@ import pwd
 import re
 import shutil
 import stat
+import struct
 import subprocess
 from dataclasses import dataclass, field
 
@@ -67,6 +68,9 @@ class LoopDevice:
     device: str  # "major:minor"
     backing_file: str
     autoclear: bool
+    # (st_dev, st_ino) of the backing file, from LOOP_GET_STATUS64: a path names different
+    # files in different mount namespaces (hosts sharing one kernel), an inode does not.
+    backing_id: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -306,8 +310,36 @@ def read_loop_devices(sys_block="/sys/block"):
                 loops.append(LoopDevice(
                     path=f"/dev/{entry}", device=_read(os.path.join(base, "dev")),
                     backing_file=backing.removesuffix(" (deleted)"),
-                    autoclear=_read(os.path.join(base, "loop", "autoclear")) == "1"))
+                    autoclear=_read(os.path.join(base, "loop", "autoclear")) == "1",
+                    backing_id=_loop_backing_id(f"/dev/{entry}")))
     return loops
+
+
+_LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")  # struct loop_info64 (linux/loop.h)
+
+
+def _loop_backing_id(path):
+    """(device, inode) of the file behind loop device ``path``, or None if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        buf = fcntl.ioctl(fd, _LOOP_GET_STATUS64, bytes(_LOOP_INFO64.size))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    lo_device, lo_inode = _LOOP_INFO64.unpack(buf)[:2]
+    return (lo_device, lo_inode)
+
+
+def backs(loop, path, file_id):
+    """Whether ``loop`` is attached to the file at ``path`` (identity ``file_id``)."""
+    if loop.backing_id is not None and file_id is not None:
+        return loop.backing_id == file_id
+    return loop.backing_file == path
 
 
 def _read(path):
@@ -358,7 +390,8 @@ def read_device(desired, mountinfo="/proc/self/mountinfo"):
     loops = ()
     if desired.loop:
         real = os.path.realpath(source)
-        loops = tuple(lp for lp in read_loop_devices() if lp.backing_file == real)
+        file_id = (st.st_dev, st.st_ino) if st is not None else None
+        loops = tuple(lp for lp in read_loop_devices() if backs(lp, real, file_id))
         ids = {lp.device for lp in loops}
     else:
         ids = _block_ids(source) if is_block else set()

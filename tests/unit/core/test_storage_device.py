@@ -493,3 +493,22 @@ def test_block_device_is_formatted_once_and_never_wiped(lab, block_device):
     back = reconcile(params)  # and is mounted again without a new mkfs
     assert back["actions"] == ["mount", "chown", "write_fstab"]
     assert back["device"]["uuid"] == uuid
+
+
+@pytest.mark.parametrize("backing_id,file_id,backing_file,path,expected", [
+    ((65024, 7), (65024, 7), "/var/lib/stackctl/swift/d1.img", "/var/lib/stackctl/swift/d1.img",
+     True),
+    # Same path, another file: a lab host's bind-mounted /var/lib/stackctl sees the machine's
+    # loop device by the same name. The inode decides.
+    ((65024, 7), (65024, 9), "/var/lib/stackctl/swift/d1.img", "/var/lib/stackctl/swift/d1.img",
+     False),
+    ((65024, 7), (65024, 7), "/elsewhere/d1.img", "/var/lib/stackctl/swift/d1.img", True),
+    (None, (65024, 7), "/srv/disks/d1.img", "/srv/disks/d1.img", True),  # ioctl unreadable
+    ((65024, 7), None, "/srv/disks/d1.img", "/srv/disks/d1.img", True),  # file gone
+])
+def test_loop_backing_is_matched_by_inode(backing_id, file_id, backing_file, path, expected):
+    from stackcore.storage_device import backs
+
+    loop = LoopDevice(path="/dev/loop0", device="7:0", backing_file=backing_file,
+                      autoclear=True, backing_id=backing_id)
+    assert backs(loop, path, file_id) is expected
