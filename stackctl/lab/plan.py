@@ -133,6 +133,10 @@ def boot_script(lab: Lab, host: LabHost) -> str:
               "chmod 0755 /run/sshd"]
     for path in PRIVATE_DIRS:
         lines.append(f"mount --bind {host.private_source(path)} {path}")
+    # A fresh host's root has no shell start-up of this machine's (a pyenv init in .bashrc,
+    # which bash runs for every SSH command, cost 0.17 s per Ansible task).
+    lines.append(f"if [ -e /root/.bashrc ]; then mount --bind {lab.root}/empty.bashrc "
+                 "/root/.bashrc; fi")
     lines.append(f"exec /usr/sbin/sshd -D -f {host.sshd_config} -E {host.sshd_log}")
     return "\n".join(lines) + "\n"
 

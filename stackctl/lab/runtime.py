@@ -96,11 +96,12 @@ def up(root: Path, count: int, cidr: str | None, python: str, inventory_dir: Pat
     state.setdefault("created_dirs", [])
     state.setdefault("hosts", {})
     _client_key(lab)
+    (root / "empty.bashrc").touch(mode=0o644)
     _bridge(lab, say)
-    for host in lab.hosts:
-        pid = state["hosts"].get(host.name, {}).get("sshd_pid")
-        if pid and _alive(pid) and _in_netns(pid, host.netns):
-            continue
+    starting = [h for h in lab.hosts if not _running(state, h)]
+    if starting:
+        _install_image(root, say)
+    for host in starting:
         say(f"starting {host.name} ({host.address})")
         state["created_dirs"] = sorted(set(state["created_dirs"]) | _prepare_dirs(host))
         _host_key(host)
@@ -114,6 +115,31 @@ def up(root: Path, count: int, cidr: str | None, python: str, inventory_dir: Pat
     write_inventory(lab, python, inventory_dir)
     save_state(lab, state)
     return lab
+
+
+def _running(state: dict, host: LabHost) -> bool:
+    pid = state["hosts"].get(host.name, {}).get("sshd_pid")
+    return bool(pid) and _alive(pid) and _in_netns(pid, host.netns)
+
+
+def _install_image(root: Path, say: Say) -> None:
+    """Run playbooks/lab-image.yml here: the software lab hosts share with this machine."""
+    from stackctl.config import project_root
+    from stackctl.runner import _ansible_bin
+
+    project = project_root()
+    say("installing the lab hosts' software on this machine (playbooks/lab-image.yml)")
+    log = root / "image.log"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"))
+    with open(log, "wb") as out:
+        proc = subprocess.run([_ansible_bin("ansible-playbook"), "-i", "localhost,",
+                               str(project / "playbooks" / "lab-image.yml")],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, cwd=project,
+                              check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        raise BackendError(f"playbooks/lab-image.yml failed ({log}): "
+                           f"{lines[-1] if lines else proc.returncode}")
 
 
 def write_inventory(lab: Lab, python: str, inventory_dir: Path) -> Path:
@@ -324,9 +350,29 @@ def down(root: Path, inventory_dir: Path, say: Say) -> dict:
             os.rmdir(path)  # only if still empty
     for name in ("hosts.yml", "known_hosts"):
         (inventory_dir / name).unlink(missing_ok=True)
+    builders = _cluster_builders(inventory_dir)
+    if builders is not None and builders.is_dir():
+        say(f"removing the lab cluster's ring builders {builders}")
+        shutil.rmtree(builders)
+        removed["ring_builders"] = str(builders)
     if root.exists():
         shutil.rmtree(root)
     return removed
+
+
+def _cluster_builders(inventory_dir: Path) -> Path | None:
+    """The controller's ring builder directory of the lab's Swift cluster (the deploy makes
+    it; with the lab's storage gone, its rings describe nothing)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((inventory_dir / "group_vars" / "all.yml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    name = data.get("swift_cluster_name")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        return None
+    return Path("/etc/stackctl/swift") / name
 
 
 def _stray_netns() -> set[str]:
