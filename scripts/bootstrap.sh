@@ -8,9 +8,10 @@ for_tests=false
 [ "${1:-}" = "--test" ] && for_tests=true
 
 # Control node: build libvirt-python, detect image formats (qemu-img), ssh to guests,
-# build the test guest image (e2fsprogs, cpio), let Ansible's apt module find python3-apt.
+# build the test guest image (e2fsprogs, cpio), let Ansible's apt module find python3-apt,
+# run lab hosts' sshd (openssh-server; never started on this machine's own addresses).
 packages=(python3 python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev qemu-utils
-          openssh-client e2fsprogs cpio)
+          openssh-client openssh-server e2fsprogs cpio)
 if $for_tests; then
   packages+=(postgresql xfsprogs)
   # The tests start a private cluster of their own; don't let the package create and start
@@ -31,6 +32,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "bootstrap: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Without systemd, openssh-server's postinst would start an sshd on every address of this
+  # machine: Debian's policy-rc.d convention stops package scripts from starting services.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
