@@ -32,16 +32,21 @@ def ring_devices(nodes, kind):
     return out
 
 
-def ring_mismatches(host_stats, builder_stats):
-    """Names of rings whose copy on a host is missing or differs from the controller's.
+def ring_mismatches(host_files, builder_files, names):
+    """Names of rings (of ``names``, in that order) whose copy on a host is missing or differs
+    from the controller's.
 
-    Both arguments are the ``results`` of a looped ``stat`` (item = ring name, stat.checksum).
+    ``host_files`` and ``builder_files`` are the ``files`` of a ``find`` with
+    ``get_checksum`` (path and checksum per file) in the host's Swift directory and in the
+    controller's builder directory; ``<name>.ring.gz`` is a ring's file.
     """
-    builder = {r["item"]: r.get("stat", {}).get("checksum") for r in builder_stats}
+    def by_name(files):
+        return {f["path"].rsplit("/", 1)[-1]: f.get("checksum") for f in files or ()}
+
+    host, builder = by_name(host_files), by_name(builder_files)
     bad = []
-    for result in host_stats:
-        name = result["item"]
-        have = result.get("stat", {}).get("checksum")
-        if have is None or builder.get(name) is None or have != builder[name]:
+    for name in names:
+        have, want = host.get(f"{name}.ring.gz"), builder.get(f"{name}.ring.gz")
+        if have is None or want is None or have != want:
             bad.append(name)
     return bad

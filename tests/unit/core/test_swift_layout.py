@@ -71,33 +71,33 @@ def test_ring_devices_does_not_change_its_input():
 # --- ring_mismatches ---------------------------------------------------------------------------
 
 
-def stat(item, checksum=None):
-    """One result of a looped ``stat`` task, as Ansible registers it."""
-    if checksum is None:
-        return {"item": item, "stat": {"exists": False}, "changed": False}
-    return {"item": item, "stat": {"exists": True, "checksum": checksum}, "changed": False}
+def found(*pairs, directory="/etc/swift"):
+    """The ``files`` of a ``find`` with get_checksum: (ring name, checksum) pairs."""
+    return [{"path": f"{directory}/{name}.ring.gz", "checksum": checksum}
+            for name, checksum in pairs]
 
 
-BUILDER = [stat("account", "a1"), stat("container", "c1"), stat("object", "o1")]
+NAMES = ["account", "container", "object"]
+BUILDER = found(("account", "a1"), ("container", "c1"), ("object", "o1"),
+                directory="/etc/stackctl/swift/aio")
 
 
-@pytest.mark.parametrize("host, builder, expected", [
-    pytest.param([stat("account", "a1"), stat("container", "c1"), stat("object", "o1")], BUILDER,
-                 [], id="all-equal"),
-    pytest.param([stat("account", "a1"), stat("container"), stat("object", "o1")], BUILDER,
-                 ["container"], id="missing-on-host"),
-    pytest.param([stat("account", "a1"), {"item": "container"}, stat("object", "o1")], BUILDER,
-                 ["container"], id="no-stat-at-all"),
-    pytest.param([stat("account", "a1"), stat("container", "c1"), stat("object", "o1")],
-                 [stat("account", "a1"), stat("container"), stat("object", "o1")],
-                 ["container"], id="missing-builder-ring"),
-    pytest.param([stat("account", "a1"), stat("container", "c1"), stat("object-1", "p1")],
-                 BUILDER, ["object-1"], id="ring-unknown-to-the-controller"),
-    pytest.param([stat("account", "a1"), stat("container", "c2"), stat("object", "o2")], BUILDER,
-                 ["container", "object"], id="different-checksums-in-host-order"),
-    pytest.param([stat("object"), stat("account")], [stat("object"), stat("account")],
-                 ["object", "account"], id="missing-everywhere-is-still-a-mismatch"),
-    pytest.param([], BUILDER, [], id="nothing-checked"),
+@pytest.mark.parametrize("host, builder, names, expected", [
+    pytest.param(found(("account", "a1"), ("container", "c1"), ("object", "o1")), BUILDER,
+                 NAMES, [], id="all-equal"),
+    pytest.param(found(("account", "a1"), ("object", "o1")), BUILDER, NAMES, ["container"],
+                 id="missing-on-host"),
+    pytest.param(found(("account", "a1"), ("container", None), ("object", "o1")), BUILDER,
+                 NAMES, ["container"], id="no-checksum"),
+    pytest.param(found(("account", "a1"), ("container", "c1"), ("object", "o1")),
+                 found(("account", "a1"), ("object", "o1")), NAMES, ["container"],
+                 id="missing-builder-ring"),
+    pytest.param(found(("account", "a1"), ("container", "c2"), ("object", "o2")), BUILDER,
+                 NAMES, ["container", "object"], id="different-checksums-in-names-order"),
+    pytest.param([], [], NAMES, NAMES, id="missing-everywhere-is-still-a-mismatch"),
+    pytest.param(found(("account", "a1"), ("object-1", "p1")), BUILDER, ["account"], [],
+                 id="only-the-named-rings-count"),
+    pytest.param(None, BUILDER, ["object"], ["object"], id="find-skipped"),
 ])
-def test_ring_mismatches(host, builder, expected):
-    assert ring_mismatches(host, builder) == expected
+def test_ring_mismatches(host, builder, names, expected):
+    assert ring_mismatches(host, builder, names) == expected
