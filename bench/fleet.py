@@ -78,6 +78,11 @@ def site(extra_env: dict[str, str]) -> tuple[float, int, str]:
     return seconds, sum(int(m[3]) for m in rows), " ".join(f"{m[1]}:{m[3]}" for m in rows)
 
 
+def _last_error(exc: SystemExit) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if "ERROR" in ln or "msg" in ln]
+    return lines[0] if lines else str(exc).splitlines()[0]
+
+
 def rollouts(sizes: list[int], repeat: int, with_vms: bool) -> None:
     cases = configs()
     results: dict[tuple[int, str], list[float]] = {}
@@ -86,8 +91,16 @@ def rollouts(sizes: list[int], repeat: int, with_vms: bool) -> None:
         first, changed, _ = site({})
         print(f"{size} host(s): first deploy {first:6.1f} s (changed={changed})", flush=True)
         for _ in range(repeat):
-            for name, env in cases.items():  # interleaved: noise hits every setting alike
-                seconds, changed, recap = site(env)
+            for name, env in list(cases.items()):  # interleaved: noise hits all alike
+                try:
+                    seconds, changed, recap = site(env)
+                except SystemExit as exc:
+                    if name == "project":
+                        raise
+                    print(f"{name}: fails, not measured further: {_last_error(exc)}",
+                          flush=True)
+                    del cases[name]
+                    continue
                 if changed:
                     raise SystemExit(f"no-op re-run changed something ({name}): {recap}")
                 results.setdefault((size, name), []).append(seconds)
@@ -97,9 +110,11 @@ def rollouts(sizes: list[int], repeat: int, with_vms: bool) -> None:
     header = f"{'hosts':>5}  " + "  ".join(f"{name:>18}" for name in cases)
     print(header + "   defaults/project", flush=True)
     for size in sizes:
-        medians = {n: statistics.median(results[(size, n)]) for n in cases}
-        cells = "  ".join(f"{medians[n]:16.1f} s" for n in cases)
-        ratio = medians["ansible defaults"] / medians["project"]
+        medians = {n: statistics.median(results[(size, n)]) for n in cases
+                   if (size, n) in results}
+        cells = "  ".join(f"{medians[n]:16.1f} s" if n in medians else f"{'-':>18}"
+                          for n in cases)
+        ratio = medians.get("ansible defaults", 0) / medians["project"]
         line = f"{size:>5}  {cells}   {ratio:5.2f}x"
         if "project + mitogen" in medians:
             line += f"   mitogen/project {medians['project + mitogen'] / medians['project']:4.2f}"
