@@ -92,6 +92,7 @@ def build(fleet: Iterable[Mapping], hypervisors: Iterable[Mapping],
     """The inventory JSON from plain rows (keys as the model columns; a VM's ``tenant`` and
     ``host`` are names). Only groups that have hosts are listed; lists are sorted."""
     groups: dict[str, set[str]] = {}
+    vms = list(vms)
     hostvars: dict[str, dict] = {}
 
     def add(host: str, group: str, **variables: object) -> None:
@@ -125,6 +126,13 @@ def build(fleet: Iterable[Mapping], hypervisors: Iterable[Mapping],
             add(name, f"vms_on_{vm['host']}")
         if vm.get("address"):
             hostvars[name]["ansible_host"] = vm["address"]
+    # A guest is reached through its hypervisor (its NAT network lives there): the address to
+    # jump through, e.g. ansible_ssh_common_args: -o ProxyJump=root@{{ stackctl_host_address }}
+    for vm in vms:
+        host = vm.get("host")
+        address = hostvars.get(host, {}).get("ansible_host") if host else None
+        if address:
+            hostvars[vm_host_name(vm["tenant"], vm["name"])]["stackctl_host_address"] = address
     inventory: dict = {"_meta": {"hostvars": {h: hostvars[h] for h in sorted(hostvars)}},
                        "all": {"children": sorted(groups)}}
     inventory.update({g: {"hosts": sorted(groups[g])} for g in sorted(groups)})

@@ -102,6 +102,12 @@ HOSTVAR_CASES = {
          "uuid-demo-web-1", "stackctl_name": "web-1", "stackctl_tenant": "demo",
          "stackctl_host": "hv1", "stackctl_state": "running",
          "stackctl_mac": "52:54:00:00:00:01"}),
+    "a VM knows its hypervisor's address (to jump through)": (
+        [], [_hv("hv1")], [_vm("demo", "web-1")], "demo.web-1",
+        {"ansible_host": "192.168.150.10", "ansible_user": "root", "stackctl_uuid":
+         "uuid-demo-web-1", "stackctl_name": "web-1", "stackctl_tenant": "demo",
+         "stackctl_host": "hv1", "stackctl_state": "running",
+         "stackctl_mac": "52:54:00:00:00:01", "stackctl_host_address": "10.0.0.1"}),
     "a VM without an address has no ansible_host": (
         [], [], [_vm("demo", "new", host=None, state="error", address=None)], "demo.new",
         {"ansible_user": "root", "stackctl_uuid": "uuid-demo-new", "stackctl_name": "new",
@@ -264,7 +270,8 @@ def test_ansible_inventory_lists_what_the_controller_knows(app, db, tenant_with_
     assert out["_meta"]["hostvars"]["a.web-1"] == {
         "ansible_host": "192.168.150.10", "ansible_user": "root", "stackctl_uuid": tenant_with_vm,
         "stackctl_name": "web-1", "stackctl_tenant": "a", "stackctl_host": "aio",
-        "stackctl_state": "running", "stackctl_mac": "52:54:00:00:00:01"}
+        "stackctl_state": "running", "stackctl_mac": "52:54:00:00:00:01",
+        "stackctl_host_address": "aio"}
     assert out["_meta"]["hostvars"]["swift1"]["ansible_host"] == "127.0.0.2"
 
     source.write_text("plugin: stackctl\ntenant: b\n")
