@@ -44,5 +44,6 @@ down:                             ## delete the demo VM, bucket, credentials and
 clean: down
 	rm -rf build
 
-molecule: bootstrap deploy        ## the molecule aio scenario: converge, idempotence, verify
+molecule: bootstrap deploy image  ## molecule aio, then multinode (3 lab hosts): converge, idempotence, verify
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test -s aio
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test -s multinode

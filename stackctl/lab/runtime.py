@@ -413,14 +413,19 @@ def _kill_all(netns: str, pids: list[int], grace: float = 5.0) -> int:
 
 
 def _detach_loops(root: Path) -> int:
-    """Loop devices whose backing file is under the lab's directory."""
+    """Loop devices on files under the lab's directory. A lab host names its file by the path
+    it sees (``/var/lib/stackctl/swift/d1.img``, like the machine's own), so files are matched
+    by device and inode, never by path."""
+    from stackcore.storage_device import read_loop_devices
+
+    ours = set()
+    for path in root.rglob("*.img") if root.exists() else ():
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            ours.add((st.st_dev, st.st_ino))
     count = 0
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            path = backing.read_text().strip()
-        except OSError:
-            continue
-        if path.startswith(f"{root}/"):
-            run(["losetup", "-d", f"/dev/{backing.parent.parent.name}"], check=False)
+    for loop in read_loop_devices():
+        if loop.backing_id in ours:
+            run(["losetup", "-d", loop.path], check=False)
             count += 1
     return count
