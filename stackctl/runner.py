@@ -200,7 +200,7 @@ class AnsibleRunner:
         ansible_runner = _import_ansible_runner()
         with self._private_dir("inventory") as private:
             out, err, rc = ansible_runner.run_command(
-                executable_cmd=_ansible_bin("ansible-inventory"),
+                executable_cmd=ansible_bin("ansible-inventory"),
                 cmdline_args=["--list", "-i", str(self.config.inventory)],
                 private_data_dir=str(private), envvars=self.envvars(), quiet=True,
                 runner_mode="subprocess")
@@ -440,7 +440,7 @@ def _group_hosts(inventory: dict, group: str, seen: set[str] | None = None) -> s
     return hosts
 
 
-def _ansible_bin(name: str) -> str:
+def ansible_bin(name: str) -> str:
     """An Ansible command from the environment stackctl runs in, else from PATH."""
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else (shutil.which(name) or name)

@@ -66,14 +66,6 @@ def save_state(lab: Lab, state: dict) -> None:
     write_atomic(lab.state_file, json.dumps(state, indent=2, sort_keys=True).encode(), mode=0o600)
 
 
-def current(root: Path) -> Lab | None:
-    """The lab recorded under ``root``, if any."""
-    state = load_state(root)
-    if not state:
-        return None
-    return lab_plan.plan(len(state["hosts"]), root, state["cidr"])
-
-
 # --- up ------------------------------------------------------------------------------------
 
 
@@ -125,14 +117,14 @@ def _running(state: dict, host: LabHost) -> bool:
 def _install_image(root: Path, say: Say) -> None:
     """Run playbooks/lab-image.yml here: the software lab hosts share with this machine."""
     from stackctl.config import project_root
-    from stackctl.runner import _ansible_bin
+    from stackctl.runner import ansible_bin
 
     project = project_root()
     say("installing the lab hosts' software on this machine (playbooks/lab-image.yml)")
     log = root / "image.log"
     env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"))
     with open(log, "wb") as out:
-        proc = subprocess.run([_ansible_bin("ansible-playbook"), "-i", "localhost,",
+        proc = subprocess.run([ansible_bin("ansible-playbook"), "-i", "localhost,",
                                str(project / "playbooks" / "lab-image.yml")],
                               stdout=out, stderr=subprocess.STDOUT, env=env, cwd=project,
                               check=False)
