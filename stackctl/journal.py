@@ -221,7 +221,7 @@ def recover(session: Session, runner: Runner, progress: Progress | None = None,
                 done.append(skipped)
             continue
         vm_label = (op.params or {}).get("name") or op.vm_uuid
-        handler = _HANDLERS.get(op.kind, _unknown_kind)
+        handler = handler_for(op.kind)
         try:
             action, status, label = handler(session, runner, op, progress)
             vm_label = label or vm_label
@@ -339,3 +339,20 @@ _HANDLERS: dict[str, Handler] = {
     "vm.stop": _record_power_state,
     "vm.reboot": _record_power_state,
 }
+
+
+# Workflows with their own recovery keep it next to their steps; each module listed here has a
+# ``RECOVERY`` dict (kind -> handler), imported only when such an operation needs recovering.
+_RECOVERY_MODULES = ("stackctl.workflows.vm_admin", "stackctl.workflows.migrate")
+
+
+def handler_for(kind: str) -> Handler:
+    import importlib
+
+    if kind in _HANDLERS:
+        return _HANDLERS[kind]
+    for name in _RECOVERY_MODULES:
+        handler = getattr(importlib.import_module(name), "RECOVERY", {}).get(kind)
+        if handler is not None:
+            return handler
+    return _unknown_kind

@@ -137,3 +137,7 @@ def console_log(name: str, tail: int | None) -> None:
     if tail:
         text = "".join(text.splitlines(keepends=True)[-tail:])
     sys.stdout.write(text)
+
+
+# More VM commands live in their own modules and attach themselves to the group above.
+from stackctl.commands import vm_admin, vm_move  # noqa: E402, F401
