@@ -52,4 +52,5 @@ class App:
             if not pending(session):
                 return []
         with self.db.write() as session:
-            return recover(session, self.runner, progress, include_skipped=include_skipped)
+            return recover(session, self.runner, progress, include_skipped=include_skipped,
+                           app=self)

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-SCHEMA_VERSION = 3  # 2: credentials; 3: server groups, fleet hosts, hosts.disabled_reason
+# 2: credentials; 3: server groups, fleet hosts, hosts.disabled_reason; 4: vms.migration_host_id
+SCHEMA_VERSION = 4
 # Columns added to existing tables since version 1: (table, column, SQL type).
-ADDED_COLUMNS = (("hosts", "disabled_reason", "TEXT"),)
+ADDED_COLUMNS = (("hosts", "disabled_reason", "TEXT"),
+                 ("vms", "migration_host_id", "INTEGER REFERENCES hosts(id)"))
 BUSY_TIMEOUT_MS = 30_000
 
 

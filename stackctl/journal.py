@@ -27,6 +27,7 @@ from stackcore.errors import Conflict, StackError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from stackctl.app import App
     from stackctl.db import Database
     from stackctl.models import Operation
     from stackctl.runner import Progress, Runner
@@ -193,7 +194,7 @@ def pending(session: Session) -> list[int]:
 
 
 def recover(session: Session, runner: Runner, progress: Progress | None = None,
-            include_skipped: bool = False) -> list[Recovery]:
+            include_skipped: bool = False, app: App | None = None) -> list[Recovery]:
     """Finish or roll back every operation whose owner process is dead.
 
     ``session`` must come from ``Database.write()``: each operation is taken over (owner set
@@ -212,6 +213,9 @@ def recover(session: Session, runner: Runner, progress: Progress | None = None,
     from stackctl.models import Operation
 
     session.commit()
+    # Handlers that run whole workflow steps (moves) need the application (configuration,
+    # database, runner); they find it here.
+    session.info["app"] = app
     done = []
     for op_id in pending(session):
         op, skipped = _take_over(session, op_id)
@@ -343,7 +347,8 @@ _HANDLERS: dict[str, Handler] = {
 
 # Workflows with their own recovery keep it next to their steps; each module listed here has a
 # ``RECOVERY`` dict (kind -> handler), imported only when such an operation needs recovering.
-_RECOVERY_MODULES = ("stackctl.workflows.vm_admin", "stackctl.workflows.migrate")
+_RECOVERY_MODULES = ("stackctl.workflows.vm_admin", "stackctl.workflows.migrate",
+                     "stackctl.workflows.reconcile")
 
 
 def handler_for(kind: str) -> Handler:

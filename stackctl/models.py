@@ -200,8 +200,13 @@ class VM(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    # The host a move (migrate, drain, evacuate) is taking the VM to: its sizes count there
+    # too until the move ends, so nothing else is placed into the slot it needs.
+    migration_host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"))
+
     tenant: Mapped[Tenant] = relationship()
-    host: Mapped[Host | None] = relationship()
+    host: Mapped[Host | None] = relationship(foreign_keys=[host_id])
+    migration_host: Mapped[Host | None] = relationship(foreign_keys=[migration_host_id])
     flavor: Mapped[Flavor] = relationship()
     image: Mapped[Image] = relationship()
     keypair: Mapped[Keypair | None] = relationship()
@@ -222,7 +227,9 @@ class VM(Base):
             "server_group": self.server_group.name if self.server_group else None,
             "vcpus": self.vcpus, "ram_mb": self.ram_mb, "disk_gb": self.disk_gb,
             "mac": self.mac, "address": self.address, "domain": self.domain,
-            "fault": self.fault, "created_at": self.created_at, "updated_at": self.updated_at,
+            "fault": self.fault,
+            "moving_to": self.migration_host.name if self.migration_host else None,
+            "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
 

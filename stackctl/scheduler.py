@@ -247,7 +247,19 @@ def usage_by_host(session: Session) -> dict[str, Usage]:
         .join(VM, VM.host_id == Host.id)
         .group_by(Host.name)
     )
-    return {name: Usage(int(c), int(r), int(d), int(n)) for name, c, r, d, n in rows}
+    usage = {name: Usage(int(c), int(r), int(d), int(n)) for name, c, r, d, n in rows}
+    # A VM on its way to a host holds its slot there as well (``VM.migration_host_id``).
+    moving = session.execute(
+        select(Host.name, func.sum(VM.vcpus), func.sum(VM.ram_mb), func.sum(VM.disk_gb),
+               func.count(VM.uuid))
+        .join(VM, VM.migration_host_id == Host.id)
+        .group_by(Host.name)
+    )
+    for name, c, r, d, n in moving:
+        old = usage.get(name, Usage())
+        usage[name] = Usage(old.vcpus + int(c), old.ram_mb + int(r), old.disk_gb + int(d),
+                            old.instances + int(n))
+    return usage
 
 
 def group_state(session: Session, group_id: int, tenant_id: int) -> GroupState:

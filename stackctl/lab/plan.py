@@ -151,7 +151,9 @@ def inventory(lab: Lab, python: str, known_hosts: Path) -> dict:
     # Connection reuse and pipelining come from ansible.cfg (the benchmark turns them off).
     ssh_args = f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
     lab_vars = {"ansible_user": "root", "ansible_ssh_private_key_file": str(lab.client_key),
-                "ansible_ssh_common_args": ssh_args}
+                "ansible_ssh_common_args": ssh_args,
+                # Lab sshds read the lab's own authorized_keys (root's home is the machine's).
+                "hypervisor_migration_authorized_keys": str(lab.authorized_keys)}
     hosts = {h.name: {"ansible_host": h.address, **lab_vars} for h in lab.hosts}
     storage = {h.name: {"swift_ip": h.address, "swift_zone": i}
                for i, h in enumerate(storage_hosts(lab), start=1)}
