@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from stackcore.errors import BackendError, InvalidInput
+from stackcore.errors import BackendError, HostUnreachable, InvalidInput
 
 from stackctl.config import Config, ensure_private_dir
 
@@ -81,6 +81,7 @@ class _Collector:
     progress: Progress | None
     results: dict[str, list[dict]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
     unmatched: bool = False
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
@@ -99,6 +100,8 @@ class _Collector:
                      "runner_on_failed": "failed", "runner_on_unreachable": "unreachable",
                      "runner_on_skipped": "skipped"}[kind]
             msg = ""
+            if short == "unreachable":
+                self.unreachable.add(host)
             if short in ("failed", "unreachable") and not data.get("ignore_errors"):
                 msg = failure_message(res)
                 self.errors.setdefault(host, f"{task} on {host}: {msg}" if task else msg)
@@ -148,7 +151,8 @@ class AnsibleRunner:
         """Run ``tasks`` in order on ``host``; the results, or BackendError on any failure."""
         collected = self._run_play([host], tasks, progress, label)
         if host in collected.errors:
-            raise BackendError(collected.errors[host])
+            error = HostUnreachable if host in collected.unreachable else BackendError
+            raise error(collected.errors[host])
         results = collected.results.get(host, [])
         if collected.unmatched or (not results and tasks):
             if collected.unmatched:
@@ -215,8 +219,11 @@ class AnsibleRunner:
 
     def run_playbook(self, playbook: Path, on_event: Callable[[dict], None], *,
                      check: bool = False, diff: bool = False, limit: str | None = None,
-                     tags: str | None = None) -> tuple[str, dict[str, dict[str, int]]]:
-        """Run one of the project's playbooks (``deploy``); returns (status, recap stats)."""
+                     tags: str | None = None, extravars: Mapping[str, Any] | None = None,
+                     ) -> tuple[str, dict[str, dict[str, int]]]:
+        """Run one of the project's playbooks (``deploy``); returns (status, recap stats).
+
+        ``extravars`` are Ansible's extra vars (-e), written into the private directory."""
         ansible_runner = _import_ansible_runner()
         self._check_inventory()
         collector = _Collector(progress=None)
@@ -232,7 +239,8 @@ class AnsibleRunner:
                 private_data_dir=str(private), project_dir=str(self.config.project),
                 playbook=str(playbook), inventory=str(self.config.inventory),
                 envvars=self.envvars(), cmdline=cmdline or None, limit=limit, tags=tags,
-                quiet=True, event_handler=handler)
+                extravars=dict(extravars) if extravars else None, quiet=True,
+                event_handler=handler)
         if result.status != "successful" and not collector.stats:
             raise BackendError(f"deploy did not run: {collector.last_output_line()}")
         return result.status, collector.stats

@@ -1,4 +1,4 @@
-"""``stackctl host list|show|refresh|disable|enable``."""
+"""``stackctl host list|show|refresh|disable|enable|drain|evacuate|decommission``."""
 
 import click
 
@@ -12,10 +12,15 @@ COLUMNS = [("name", "NAME"), ("address", "ADDRESS"), ("enabled", "ENABLED"),
            ("refreshed_at", "REFRESHED")]
 
 
+MOVES = [("vm", "VM"), ("to", "TO"), ("mode", "MODE"), ("result", "RESULT"),
+         ("seconds", "SECONDS")]
+PLAN = [("vm", "VM"), ("target", "TO"), ("mode", "MODE"), ("reason", "WHY NOT")]
+
+
 @click.group()
 def host() -> None:
-    """List hypervisors (the inventory's 'hypervisors' group), refresh what they report, and
-    disable or enable them for new VMs."""
+    """List hypervisors (the inventory's 'hypervisors' group), refresh what they report,
+    disable or enable them for new VMs, and empty them (drain, evacuate, decommission)."""
 
 
 @host.command("list")
@@ -85,3 +90,71 @@ def enable(name: str) -> None:
     app = get_app()
     recover_first(app)
     render(hosts.enable(app, name))
+
+
+@host.command("drain")
+@click.argument("name")
+@click.option("--cold", is_flag=True, help="Move running VMs cold (shut down, moved, booted) "
+              "instead of live.")
+@click.option("--dry-run", is_flag=True, help="Only show where each VM would go.")
+@output_option
+def drain(name: str, cold: bool, dry_run: bool) -> None:
+    """Disable host NAME and move every VM off it (live where possible), keeping server-group
+    rules and capacity. Refuses, moving nothing, if any VM cannot go anywhere; stops at the
+    first failed move with a report (run it again to carry on)."""
+    from dataclasses import asdict
+
+    from stackctl.workflows import drain as workflow
+
+    app = get_app()
+    if dry_run:
+        render([asdict(m) for m in workflow.plan(app, name, live=not cold)], PLAN)
+        return
+    with progress(f"host drain {name}") as ui:
+        recover_first(app, ui)
+        result = workflow.drain(app, name, ui, live=not cold)
+    _render_moves(result)
+
+
+@host.command("evacuate")
+@click.argument("name")
+@output_option
+def evacuate(name: str) -> None:
+    """Rebuild the VMs of host NAME, which is down, on other hosts from their images and
+    seeds (same name, uuid, MAC, key and user data). Without shared storage their disks stay
+    on NAME: what the guests wrote since they were created is lost. Refuses if NAME answers."""
+    from stackctl.workflows import drain as workflow
+
+    app = get_app()
+    with progress(f"host evacuate {name}") as ui:
+        recover_first(app, ui)
+        result = workflow.evacuate(app, name, ui)
+    _render_moves(result)
+
+
+@host.command("decommission")
+@click.argument("name")
+@output_option
+def decommission(name: str) -> None:
+    """Take host NAME out of service for good: drain its VMs, move its Swift data off
+    (weights lowered step by step, replication converged), remove it from the rings and
+    from stackctl. Then remove it from the inventory."""
+    from stackctl.workflows import drain as workflow
+
+    app = get_app()
+    with progress(f"host decommission {name}") as ui:
+        recover_first(app, ui)
+        result = workflow.decommission(app, name, ui)
+    if "drain" in result:
+        _render_moves(result["drain"])
+    render({"host": name, "storage": "decommissioned" if result.get("storage") else "-",
+            "next": result["next"]})
+
+
+def _render_moves(result: dict) -> None:
+    from stackctl.commands._common import output_format
+
+    if output_format() == "table":
+        render(result["vms"], MOVES)
+    else:
+        render(result)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from stackcore import validate
-from stackcore.errors import BackendError, Conflict, InvalidInput, StackError
+from stackcore.errors import Conflict, HostUnreachable, InvalidInput, StackError
 
 from stackctl import move_plan, tasks
 from stackctl.app import App
@@ -283,8 +283,8 @@ def _settled_state(app: App, host: str, uuid: str, op_id: int, tolerate_down: bo
     try:
         results = app.runner.run_tasks(host, [tasks.vm_settle(f"stk-{uuid}")],
                                        label=str(op_id))
-    except BackendError as exc:
-        if tolerate_down and "unreachable" in str(exc).lower():
+    except HostUnreachable:
+        if tolerate_down:
             return None
         raise
     return (results[-1] if results else {}).get("here", "absent")

@@ -30,3 +30,7 @@ class BackendError(StackError):
     """A host, libvirt, QEMU, Ansible or the database failed underneath us."""
 
     exit_code = 5
+
+
+class HostUnreachable(BackendError):
+    """Ansible could not reach the host at all (SSH failed): nothing ran there."""

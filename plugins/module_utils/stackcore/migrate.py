@@ -197,10 +197,11 @@ def _wait_for_job(conn, name, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            job = conn.lookupByName(name).jobInfo()[0]
+            dom = conn.lookupByName(name)
+            job = dom.jobInfo()[0] if dom.isActive() else libvirt.VIR_DOMAIN_JOB_NONE
         except libvirt.libvirtError as exc:
-            if is_no_such(exc):
-                return
+            if is_no_such(exc) or exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                return  # gone, or stopped between the two calls: no job
             raise BackendError(f"cannot read domain {name}: {exc.get_error_message()}") from exc
         if job == libvirt.VIR_DOMAIN_JOB_NONE:
             return
