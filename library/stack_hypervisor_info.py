@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: stack_hypervisor_info
-short_description: Capacity, versions, accelerator and domains of a hypervisor host
+short_description: Capacity, versions, domains, instance disks and cached images of a hypervisor
 description:
   - Read-only; never reports a change.
   - RV(hypervisor.kvm_usable) comes from a real probe (a tiny guest run under C(-accel kvm)
@@ -26,6 +26,10 @@ options:
         (or its nearest existing parent).
     type: path
     default: /var/lib/stackctl/instances
+  image_cache_dir:
+    description: The image cache; RV(cached_images) lists the images in it.
+    type: path
+    default: /var/lib/stackctl/images
   virt_type:
     description:
       - C(auto) reports C(kvm) when the probe found KVM usable, else C(qemu) (TCG).
@@ -103,6 +107,24 @@ hypervisor:
           description: As virsh words it (running, idle, paused, in shutdown, shut off, crashed,
             pmsuspended).
           type: str
+instances:
+  description: Each instance directory under O(instances_dir) (named after its domain, whether
+    or not libvirt still knows that domain), sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The directory's name, the domain's name.
+      type: str
+    disk:
+      description: Whether its C(disk.qcow2) exists.
+      type: bool
+cached_images:
+  description: The sha256 names of the complete images in O(image_cache_dir), sorted.
+  returned: always
+  type: list
+  elements: str
 kvm_probe:
   description: The KVM probe record used (from the cache or just measured).
   returned: always
@@ -127,13 +149,20 @@ else:
     LIBVIRT_IMPORT_ERROR = None
 
 from ansible.module_utils.stackcore.errors import StackError
-from ansible.module_utils.stackcore.hostinfo import DEFAULT_INSTANCES_DIR, gather
+from ansible.module_utils.stackcore.hostinfo import (
+    DEFAULT_IMAGE_CACHE_DIR,
+    DEFAULT_INSTANCES_DIR,
+    cached_images,
+    gather,
+    instances,
+)
 from ansible.module_utils.stackcore.kvm_probe import VIRT_TYPES, kvm_status
 from ansible.module_utils.stackcore.libvirt_conn import DEFAULT_URI, connect
 
 ARGUMENT_SPEC = {
     "uri": {"type": "str", "default": DEFAULT_URI},
     "instances_dir": {"type": "path", "default": DEFAULT_INSTANCES_DIR},
+    "image_cache_dir": {"type": "path", "default": DEFAULT_IMAGE_CACHE_DIR},
     "virt_type": {"type": "str", "choices": list(VIRT_TYPES), "default": "auto"},
     "probe": {"type": "bool", "default": False},
 }
@@ -150,7 +179,9 @@ def run(params):
         hypervisor = gather(conn, params["instances_dir"], status["kvm_usable"], virt_type)
     finally:
         conn.close()
-    return {"changed": False, "hypervisor": hypervisor, "kvm_probe": status}
+    return {"changed": False, "hypervisor": hypervisor, "kvm_probe": status,
+            "instances": instances(params["instances_dir"]),
+            "cached_images": cached_images(params["image_cache_dir"])}
 
 
 def main():

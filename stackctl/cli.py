@@ -38,6 +38,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("stackctl.commands.lab:lab", "Lab hosts on this machine (namespaces with sshd)."),
     "recover": ("stackctl.commands.recover:recover",
                 "Finish or roll back interrupted operations."),
+    "backup": ("stackctl.commands.backup:backup",
+               "Save the controller's state, secrets and ring builders to one archive."),
+    "restore": ("stackctl.commands.backup:restore",
+                "Restore a controller from a `stackctl backup` archive."),
+    "reconcile": ("stackctl.commands.reconcile:reconcile",
+                  "Compare the controller's state with the hosts; --fix repairs drift."),
 }
 
 # Errors of these libraries are failures underneath us, reported as BackendError.

@@ -13,6 +13,10 @@ Environment variables (all optional):
   ``proxies`` group, at its ``swift_proxy_ip``/``swift_ip`` and ``swift_proxy_port``)
 - ``STACKCTL_SWIFT_SECRETS``: the cluster secrets the storage roles generate
   (default ``/etc/stackctl/secrets/swift.json``)
+- ``STACKCTL_SECRETS_DIR``: the controller's secrets directory, saved whole by ``stackctl backup``
+  (default ``/etc/stackctl/secrets``)
+- ``STACKCTL_SWIFT_BUILDERS``: the ring builders, one directory per cluster, for backup and
+  restore (default ``/etc/stackctl/swift``; the roles' ``swift_builder_dir`` is per inventory)
 - ``STACKCTL_KEEP_RUNS=1``: keep ansible-runner private dirs under ``<home>/run/`` for debugging
 - ``STACKCTL_DEBUG=1``: show tracebacks for errors
 - ``STACKCTL_CRASH_AT=<step>``: test-only fault injection, see ``stackctl.journal``
@@ -65,6 +69,8 @@ class Config:
     keep_runs: bool = False
     storage_url: str | None = None
     swift_secrets: Path = Path("/etc/stackctl/secrets/swift.json")
+    secrets_dir: Path = Path("/etc/stackctl/secrets")
+    swift_builders: Path = Path("/etc/stackctl/swift")
 
     @property
     def images_dir(self) -> Path:
@@ -112,6 +118,8 @@ def load(environ: dict[str, str] | None = None) -> Config:
         keep_runs=env.get("STACKCTL_KEEP_RUNS", "") not in ("", "0"),
         storage_url=(pick("storage_url") or "").rstrip("/") or None,
         swift_secrets=Path(pick("swift_secrets") or "/etc/stackctl/secrets/swift.json"),
+        secrets_dir=Path(pick("secrets_dir") or "/etc/stackctl/secrets"),
+        swift_builders=Path(pick("swift_builders") or "/etc/stackctl/swift"),
         **ratios,
     )
 

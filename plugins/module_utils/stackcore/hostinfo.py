@@ -1,11 +1,16 @@
-"""What a hypervisor host has: capacity, versions, accelerator and domains (read-only)."""
+"""What a hypervisor host has: capacity, versions, accelerator and domains (read-only); and
+what stackctl keeps on it: instance directories and cached images (for ``stackctl reconcile``)."""
 
 import os
+import re
 
 from .errors import BackendError
 from .libvirt_conn import import_libvirt, is_no_such
 
 DEFAULT_INSTANCES_DIR = "/var/lib/stackctl/instances"
+DEFAULT_IMAGE_CACHE_DIR = "/var/lib/stackctl/images"
+DISK_FILE = "disk.qcow2"  # contracts.md: <instances_dir>/<domain>/disk.qcow2
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GIB = 1024**3
 
 # virsh's words for virDomainState (VIR_DOMAIN_NOSTATE .. VIR_DOMAIN_PMSUSPENDED).
@@ -95,3 +100,32 @@ def gather(conn, instances_dir, kvm_usable, virt_type):
         }
     except libvirt.libvirtError as exc:
         raise BackendError(f"cannot read host information: {exc.get_error_message()}") from exc
+
+
+def _entries(path):
+    """Names in directory ``path``; none when it does not exist (nothing created yet)."""
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise BackendError(f"cannot list {path}: {exc.strerror}") from exc
+
+
+def instances(instances_dir):
+    """[{name, disk}] for each instance directory (named after its domain), sorted by name;
+    ``disk`` says whether its disk file exists. Lock files (``.<domain>.lock``) are left out."""
+    out = []
+    for name in _entries(instances_dir):
+        path = os.path.join(instances_dir, name)
+        if name.startswith(".") or not os.path.isdir(path):
+            continue
+        out.append({"name": name, "disk": os.path.isfile(os.path.join(path, DISK_FILE))})
+    return out
+
+
+def cached_images(cache_dir):
+    """The sha256 names of the complete images in the cache (temp and lock files, which start
+    with a dot, and anything not named by a sha256 are left out), sorted."""
+    return [name for name in _entries(cache_dir)
+            if _SHA256.match(name) and os.path.isfile(os.path.join(cache_dir, name))]

@@ -6,9 +6,11 @@ import shutil
 import pytest
 from stackcore.hostinfo import (
     GIB,
+    cached_images,
     disk_usage,
     dotted_version,
     gather,
+    instances,
     memory_mb,
     nearest_existing,
     state_word,
@@ -109,3 +111,29 @@ def test_gather_never_needs_the_instances_dir_to_exist(test_conn):
     info = gather(test_conn, "/nonexistent/stackctl/instances", True, "kvm")
     assert info["disk_gb"] == shutil.disk_usage("/").total // GIB
     assert os.path.exists("/") and info["virt_type"] == "kvm"
+
+
+SHA_A, SHA_B = "a" * 64, "0123456789abcdef" * 4
+
+
+def test_instances_say_which_disks_exist_and_skip_lock_files(tmp_path):
+    (tmp_path / "stk-with-disk").mkdir()
+    (tmp_path / "stk-with-disk" / "disk.qcow2").write_bytes(b"")
+    (tmp_path / "stk-no-disk").mkdir()
+    (tmp_path / "stk-no-disk" / "seed.iso").write_bytes(b"")
+    (tmp_path / ".stk-with-disk.lock").write_bytes(b"")
+    (tmp_path / "stray-file").write_bytes(b"")
+    assert instances(str(tmp_path)) == [{"name": "stk-no-disk", "disk": False},
+                                        {"name": "stk-with-disk", "disk": True}]
+
+
+def test_cached_images_are_sha256_files_only(tmp_path):
+    for name in (SHA_A, SHA_B, f".{SHA_A}.lock", f".{SHA_B}.x1y2.part", "README", "A" * 64):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / ("b" * 64)).mkdir()  # not a file
+    assert cached_images(str(tmp_path)) == [SHA_B, SHA_A]
+
+
+def test_missing_directories_hold_nothing(tmp_path):
+    assert instances(str(tmp_path / "none")) == []
+    assert cached_images(str(tmp_path / "none")) == []
