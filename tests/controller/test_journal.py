@@ -271,7 +271,7 @@ def test_failed_recovery_is_retried_by_the_next_run(tenant_with_vm, db):
 
 
 def test_unknown_kinds_are_marked_failed(db):
-    op_id = orphan(db, "vm.migrate")
+    op_id = orphan(db, "vm.teleport")
     with db.write() as session:
         [done] = recover(session, RecordingRunner())
     assert done.status == "failed" and op_row(db, op_id).status == "failed"
