@@ -348,7 +348,8 @@ _HANDLERS: dict[str, Handler] = {
 # Workflows with their own recovery keep it next to their steps; each module listed here has a
 # ``RECOVERY`` dict (kind -> handler), imported only when such an operation needs recovering.
 _RECOVERY_MODULES = ("stackctl.workflows.vm_admin", "stackctl.workflows.migrate",
-                     "stackctl.workflows.reconcile")
+                     "stackctl.workflows.reconcile", "stackctl.workflows.storage_ops",
+                     "stackctl.workflows.upgrade")
 
 
 def handler_for(kind: str) -> Handler:

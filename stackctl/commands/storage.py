@@ -145,3 +145,90 @@ def _render_change(result: dict) -> None:
         render(result["rings"], RING_COLUMNS)
     else:
         render(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Day two: decommission a node, replace a failed device (stackctl.workflows.storage_ops)
+
+STEP_COLUMNS = [("step", "STEP"), ("weights", "WEIGHTS"), ("parts_moved", "PARTS MOVED"),
+                ("parts_left", "PARTS LEFT"), ("converged_s", "CONVERGED (S)")]
+
+
+def _steps_option(func):
+    return click.option("--steps", "fractions", default="0.5,0.25,0", show_default=True,
+                        metavar="F,F,...",
+                        help="Fractions of the original weights, one rebalance each.")(func)
+
+
+def _resumable_options(func):
+    func = click.option("--resume", is_flag=True,
+                        help="Continue the paused or interrupted operation (running the "
+                             "same command again does too).")(func)
+    func = click.option("--cancel", is_flag=True,
+                        help="Drop the paused operation; the rings stay as they are.")(func)
+    return click.option("--timeout", type=click.IntRange(min=10), default=3600,
+                        show_default=True, metavar="SECONDS",
+                        help="How long one replication convergence may take before the "
+                             "operation pauses.")(func)
+
+
+@storage.command("decommission")
+@click.argument("host")
+@_steps_option
+@_resumable_options
+@output_option
+def decommission(host: str, fractions: str, resume: bool, cancel: bool, timeout: int) -> None:
+    """Drain storage node HOST and take it out of the rings; no object is lost.
+
+    Its devices' weights go down step by step; after each step the rings are rebalanced and
+    copied to every node, and replication must converge before the next. Once it holds
+    nothing its devices leave the rings. min_part_hours pauses it with the time to continue
+    (--resume). Refused when the rings would keep fewer devices or zones than replicas.
+    """
+    from stackcore.drain_plan import parse_fractions
+
+    from stackctl.workflows import storage_ops as ops
+
+    if cancel:
+        render(ops.cancel(get_app(), ops.DECOMMISSION, host))
+        return
+    with progress(f"storage decommission {host}") as ui:
+        result = ops.decommission_storage(get_app(), host, ui, fractions=parse_fractions(
+            fractions), resume=resume, timeout=timeout)
+        _notes(ui, result)
+    _render_steps(result)
+
+
+@device.command("replace")
+@click.argument("host")
+@click.argument("name")
+@click.option("--size-gb", type=int, metavar="N",
+              help="The new loop file's size in GiB (default: the inventory's, else 4).")
+@click.option("--disk", metavar="PATH", help="The new block device (formatted when blank).")
+@_resumable_options
+@output_option
+def replace(host: str, name: str, size_gb: int | None, disk: str | None, resume: bool,
+            cancel: bool, timeout: int) -> None:
+    """Replace failed device NAME of HOST by a new one of the same name and weight.
+
+    The failed device leaves the rings (its partitions get their replicas elsewhere), a new
+    one is prepared and mounted (a new loop file, or --disk), added back with the original
+    weight, zone and region, and replication fills it. Objects stay readable throughout.
+    """
+    from stackctl.workflows import storage_ops as ops
+
+    if cancel:
+        render(ops.cancel(get_app(), ops.REPLACE, f"{host} {name}"))
+        return
+    with progress(f"storage device replace {host} {name}") as ui:
+        result = ops.replace_device(get_app(), host, name, ui, size_gb=size_gb, disk=disk,
+                                    resume=resume, timeout=timeout)
+        _notes(ui, result)
+    _render_steps(result)
+
+
+def _render_steps(result: dict) -> None:
+    if output_format() == "table":
+        render(result["steps"], STEP_COLUMNS)
+    else:
+        render(result)
