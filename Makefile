@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 IMAGE_DIR := build/images/test-guest
 
-.PHONY: up test bootstrap deploy image demo unit bench bench-fleet lint clean down molecule
+.PHONY: up test bootstrap deploy image demo unit bench bench-fleet bench-migrate lint clean down molecule
 
 up: bootstrap deploy image demo   ## bring the all-in-one cloud up and show a VM answering SSH
 
@@ -34,6 +34,9 @@ bench: bootstrap deploy image
 bench-fleet: bootstrap image      ## rollouts on 1/3/6 lab hosts and VMs across hosts (~40 min)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	$(VENV)/bin/python bench/fleet.py
+
+bench-migrate: bootstrap image    ## live/cold migration and a 4-VM drain on 3 lab hosts vs raw virsh (~15 min)
+	$(VENV)/bin/python bench/migrate.py
 
 lint:
 	$(VENV)/bin/ruff check plugins library stackctl tests bench images molecule

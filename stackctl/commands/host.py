@@ -134,8 +134,9 @@ def evacuate(name: str) -> None:
 
 @host.command("decommission")
 @click.argument("name")
+@click.option("--resume", is_flag=True, help="Continue a paused storage decommission.")
 @output_option
-def decommission(name: str) -> None:
+def decommission(name: str, resume: bool) -> None:
     """Take host NAME out of service for good: drain its VMs, move its Swift data off
     (weights lowered step by step, replication converged), remove it from the rings and
     from stackctl. Then remove it from the inventory."""
@@ -144,11 +145,11 @@ def decommission(name: str) -> None:
     app = get_app()
     with progress(f"host decommission {name}") as ui:
         recover_first(app, ui)
-        result = workflow.decommission(app, name, ui)
+        result = workflow.decommission(app, name, ui, resume=resume)
     if "drain" in result:
         _render_moves(result["drain"])
-    render({"host": name, "storage": "decommissioned" if result.get("storage") else "-",
-            "next": result["next"]})
+    storage = (result.get("storage") or {}).get("status", "not a storage node")
+    render({"host": name, "storage": storage, "next": result["next"]})
 
 
 def _render_moves(result: dict) -> None:

@@ -19,7 +19,7 @@ SHOW = [("name", "name"), ("uuid", "uuid"), ("state", "state"), ("fault", "fault
         ("address", "address"), ("mac", "mac"), ("host", "host"), ("domain", "domain"),
         ("flavor", "flavor"), ("vcpus", "vcpus"), ("ram_mb", "ram_mb"), ("disk_gb", "disk_gb"),
         ("image", "image"), ("keypair", "keypair"), ("server_group", "server group"),
-        ("tenant", "tenant"),
+        ("moving_to", "moving to"), ("tenant", "tenant"),
         ("created_at", "created"), ("updated_at", "updated")]
 
 

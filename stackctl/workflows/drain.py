@@ -150,10 +150,12 @@ def _rebuild_elsewhere(app: App, planned: move_plan.Move, ui: StepProgress, jour
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def decommission(app: App, host: str, ui: StepProgress | None = None) -> dict:
+def decommission(app: App, host: str, ui: StepProgress | None = None,
+                 resume: bool = False) -> dict:
     """Drain ``host``, take its Swift devices out of the rings step by step (when it is a
-    storage node), then forget it. The inventory is the user's: the report says what to
-    remove there."""
+    storage node), then forget it. A storage step that must wait for ``min_part_hours``
+    pauses the whole decommission (``resume``). The inventory is the user's: the report says
+    what to remove there."""
     ui = ui or StepProgress("", enabled=False)
     report: dict = {"host": host}
     with app.db.read() as session:
@@ -163,7 +165,11 @@ def decommission(app: App, host: str, ui: StepProgress | None = None) -> dict:
     if _is_storage_node(app, host):
         from stackctl.workflows import storage_ops
 
-        report["storage"] = storage_ops.decommission_storage(app, host, ui)
+        report["storage"] = storage_ops.decommission_storage(app, host, ui, resume=resume)
+        if report["storage"].get("status") != "done":
+            report["next"] = (f"continue after {report['storage'].get('resume_after')} with "
+                              f"'stackctl host decommission {host} --resume'")
+            return report
     if known:
         _forget(app, host)
     report["next"] = f"remove {host} from the inventory ({app.config.inventory})"
