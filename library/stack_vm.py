@@ -112,6 +112,14 @@ options:
       the VM off.
     type: int
     default: 60
+  rebuild_token:
+    description:
+      - Rebuild the VM - recreate its root disk from I(image), discarding the old disk's data,
+        keeping the domain's uuid, MAC, seed and definition - unless the rebuild named by this
+        token already happened (the token is kept in the instance directory once the new disk
+        exists, so re-running the same rebuild does not wipe the disk again).
+      - A running VM is forced off first (its disk is discarded anyway). Needs the full spec.
+    type: str
 requirements:
   - libvirt-python
   - pycdlib
@@ -230,6 +238,7 @@ ARGUMENT_SPEC = dict(
     uri=dict(type="str", default="qemu:///system"),
     wait_timeout=dict(type="int", default=120),
     stop_timeout=dict(type="int", default=60),
+    rebuild_token=dict(type="str"),
 )
 
 

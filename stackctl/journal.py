@@ -349,7 +349,7 @@ _HANDLERS: dict[str, Handler] = {
 # ``RECOVERY`` dict (kind -> handler), imported only when such an operation needs recovering.
 _RECOVERY_MODULES = ("stackctl.workflows.vm_admin", "stackctl.workflows.migrate",
                      "stackctl.workflows.reconcile", "stackctl.workflows.storage_ops",
-                     "stackctl.workflows.upgrade")
+                     "stackctl.workflows.upgrade", "stackctl.workflows.vm_snapshot")
 
 
 def handler_for(kind: str) -> Handler:

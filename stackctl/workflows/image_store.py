@@ -85,3 +85,44 @@ def _store_swift(app: App, tmp: Path, sha256: str):
 
 def _session(app: App):
     return storage_env.load(app).session()
+
+
+# --- VM snapshots: a host uploads, the controller verifies (additive) -------------------------
+
+
+def upload_target(app: App, sha256: str) -> tuple[str, str | None]:
+    """For bits a host holds: (path to record, PUT temp URL for the host), the URL None when
+    the store already has these bits (``images/<sha256>``, like ``store``). Swift only."""
+    from stackcore.swift_client import temp_url
+
+    session, account = _session(app), storage_env.SERVICE_ACCOUNT
+    path = f"{SWIFT_PREFIX}{CONTAINER}/{sha256}"
+    head = session.head_object(account, CONTAINER, sha256)
+    if head is not None and head.get("x-object-meta-sha256") == sha256:
+        return path, None
+    session.put_container(account, CONTAINER)
+    env = storage_env.load(app)
+    object_path = f"/v1/AUTH_{account}/{CONTAINER}/{sha256}"
+    expires = int(time.time()) + TEMP_URL_SECONDS
+    return path, env.endpoint + temp_url(env.tempurl_key, "PUT", object_path, expires)
+
+
+def verify_stored(app: App, path: str, size: int, sha256: str, md5: str | None = None) -> None:
+    """BackendError unless the stored object has ``size`` bytes, Swift's ETag ``md5`` (when
+    given) and the sha256 the host computed (``X-Object-Meta-Sha256``). Swift only."""
+    from stackcore.errors import BackendError
+
+    container, name = path[len(SWIFT_PREFIX):].split("/", 1)
+    head = _session(app).head_object(storage_env.SERVICE_ACCOUNT, container, name)
+    if head is None:
+        raise BackendError(f"{path} is missing from the image store after its upload")
+    problems = []
+    if head.get("content-length") != str(size):
+        problems.append(f"{head.get('content-length')} bytes, not {size}")
+    if md5 and head.get("etag", "").strip('"') != md5:
+        problems.append(f"ETag {head.get('etag')}, not {md5}")
+    if head.get("x-object-meta-sha256") != sha256:
+        problems.append(f"sha256 {head.get('x-object-meta-sha256')}, not {sha256}")
+    if problems:
+        raise BackendError(f"{path} in the image store does not match the snapshot: "
+                           + "; ".join(problems))

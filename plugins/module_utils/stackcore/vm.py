@@ -18,7 +18,7 @@ from .errors import BackendError, Conflict, InvalidInput, NotFound, StackError
 from .libvirt_conn import DEFAULT_URI, connect, import_libvirt
 from .seed import build_seed_iso
 from .vm_lock import acquire
-from .vm_ops import apply, current_lease, read_current, wait_for_address
+from .vm_ops import apply, current_lease, read_current, read_rebuild_token, wait_for_address
 from .vm_plan import (
     GIB,
     ON,
@@ -27,6 +27,7 @@ from .vm_plan import (
     VmPaths,
     VmState,
     expected_view,
+    plan_rebuild,
     plan_vm,
     state_view,
 )
@@ -71,6 +72,9 @@ class VmRequest:
     uri: str = DEFAULT_URI
     wait_timeout: float = 120
     stop_timeout: float = 60
+    # A rebuild: recreate the disk from ``image`` unless this token's rebuild already did
+    # (``vm_plan.plan_rebuild``). Needs the full spec.
+    rebuild_token: str | None = None
 
     REQUIRED_TO_CREATE = ("vcpus", "memory_mb", "disk_gb", "image")
     NOT_SPEC = ("name", "state", "instance_dir", "uri", "wait_timeout", "stop_timeout")
@@ -274,7 +278,8 @@ def ensure_vm(req, check=False, conn=None):
     try:
         current = read_current(conn, req.name, paths, image=req.image)
         desired = build_desired(req, current)
-        actions = plan_vm(current, desired)
+        actions = plan_rebuild(current, desired, req.rebuild_token,
+                               read_rebuild_token(paths) if req.rebuild_token else None)
         spec = desired.spec or current.spec
         starts = any(a.kind == "start" for a in actions)
         if starts:

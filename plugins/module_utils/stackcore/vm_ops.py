@@ -336,3 +336,33 @@ def apply(conn, actions, desired, paths, stop_timeout=60):
             err.changed = done > 0
             raise err from exc
     return ctx.forced
+
+
+# ---------------------------------------------------------------- rebuild (additive)
+
+
+def _remove_disk(ctx, _args):
+    """Discard the root disk (a rebuild creates it again from the image)."""
+    for path in (ctx.paths.disk, f"{ctx.paths.disk}.tmp"):
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _write_rebuild_token(ctx, args):
+    from .vm_plan import rebuild_token_path
+
+    write_atomic(rebuild_token_path(ctx.paths), args["token"].encode("utf-8"))
+
+
+def read_rebuild_token(paths):
+    """The token of the last rebuild of this VM's disk, or None."""
+    from .vm_plan import rebuild_token_path
+
+    try:
+        with open(rebuild_token_path(paths), encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+ACTIONS.update(remove_disk=_remove_disk, write_rebuild_token=_write_rebuild_token)

@@ -6,7 +6,7 @@ Power states use the user's words: running, paused, stopped, crashed, absent.
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .domain import DomainSpec
 from .errors import Conflict, InvalidInput, NotFound
@@ -246,3 +246,37 @@ def expected_view(current, desired, actions):
         power = "stopped" if current.power == "absent" else current.power
     view["state"] = power
     return view
+
+
+# ---------------------------------------------------------------- rebuild (additive)
+
+REBUILD_TOKEN_FILE = "rebuild-token"
+
+
+def rebuild_token_path(paths):
+    """``<instance dir>/rebuild-token``: the token of the last rebuild that recreated the disk."""
+    return os.path.join(paths.dir, REBUILD_TOKEN_FILE)
+
+
+def plan_rebuild(current, desired, token, seen):
+    """``plan_vm``, preceded by discarding the disk when ``token`` asks for a rebuild.
+
+    A rebuild recreates the root disk from ``desired.image`` (the old disk's data is gone) and
+    keeps the domain's uuid, MAC and seed. ``token`` is the caller's id for this rebuild; once
+    the new disk exists it is written beside it (``seen`` is what is there now), so running the
+    same rebuild again (a recovery) does not wipe the disk a second time. None: no rebuild.
+    """
+    if token is None or token == seen or desired.spec is None or desired.state == "absent":
+        return plan_vm(current, desired)
+    if current.power == "absent" and current.disk is None:
+        raise InvalidInput("nothing to rebuild: the domain and its disk do not exist")
+    actions = []
+    if current.power in ("running", "paused", "crashed"):
+        actions.append(Action("destroy_force", "rebuild: the old disk is discarded"))
+    if current.disk is not None:
+        actions.append(Action("remove_disk", "rebuild: recreate the disk from the image"))
+    power = "stopped" if current.power != "absent" else "absent"
+    rest = plan_vm(replace(current, power=power, disk=None), desired)
+    token_action = Action("write_rebuild_token", f"rebuild {token} done", {"token": token})
+    at = next(i for i, a in enumerate(rest) if a.kind == "create_disk") + 1
+    return actions + rest[:at] + [token_action] + rest[at:]
