@@ -119,6 +119,9 @@ def _claim(app: App, journal: Journal, uuid: str, to: str | None, live: bool) ->
                   if h.id != vm.host_id and (to is None or h.name == to)]
         if to is not None and not states:
             raise InvalidInput(f"VM {vm.name!r} is already on {to}")
+        if not states:
+            raise Conflict(f"VM {vm.name!r} is on {vm.host.name}, the only hypervisor: there "
+                           "is no other host to move it to")
         chosen = select_host(states, usage_by_host(session),
                              Request(vm.vcpus, vm.ram_mb, vm.disk_gb, group), app.policy)
         target = next(h for h in hosts if h.name == chosen.name)
