@@ -63,7 +63,7 @@ def prepare_raw_target(vm: dict, source: str, target: str) -> None:
     """What stackctl's prepare step does, by hand: an empty overlay on the cached base image
     and the seed, in the instance directory on the target (untimed)."""
     d = f"{INSTANCES}/{vm['domain']}"
-    info = json.loads(on(source, f"qemu-img info --output=json {d}/disk.qcow2"))
+    info = json.loads(on(source, f"qemu-img info -U --output=json {d}/disk.qcow2"))
     base = info["full-backing-filename"]
     seed = on(source, f"base64 -w0 {d}/seed.iso")
     on(target, f"mkdir -p {d} && echo {seed} | base64 -d > {d}/seed.iso && "

@@ -108,9 +108,9 @@ def tenant_key(cli, tmp_path):
     return key
 
 
-@pytest.fixture
-def imported_image(cli, guest_image):
-    """The test guest imported Glance-style: kernel (aki), ramdisk (ari), disk with both."""
+def import_guest(cli, guest_image):
+    """Import the test guest Glance-style as ``tg``: kernel (aki), ramdisk (ari), disk with
+    both."""
     files = guest_image["files"]
     cli.run("image", "import", "tg-kernel", str(IMAGE_DIR / files["kernel"]["path"]),
             "--disk-format", "aki")
@@ -120,6 +120,11 @@ def imported_image(cli, guest_image):
             "--sha256", files["disk"]["sha256"], "--kernel", "tg-kernel",
             "--ramdisk", "tg-initrd", "--cmdline", guest_image["cmdline"])
     return "tg"
+
+
+@pytest.fixture
+def imported_image(cli, guest_image):
+    return import_guest(cli, guest_image)
 
 
 def ssh(address, key, command, timeout=90):

@@ -23,7 +23,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .conftest import IMAGE_DIR, Cli, domain_names, ssh
+from .conftest import Cli, domain_names, import_guest, ssh
 
 pytestmark = pytest.mark.slow
 
@@ -71,14 +71,7 @@ def controller(copied_etc, guest_image, tmp_path):
     cli.run("tenant", "create", cli.tenant)
     cli.run("host", "refresh")
     cli.run("keypair", "add", "k1", "--public-key", f"{key}.pub")
-    files = guest_image["files"]
-    cli.run("image", "import", "tg-kernel", str(IMAGE_DIR / files["kernel"]["path"]),
-            "--disk-format", "aki")
-    cli.run("image", "import", "tg-initrd", str(IMAGE_DIR / files["initrd"]["path"]),
-            "--disk-format", "ari")
-    cli.run("image", "import", "tg", str(IMAGE_DIR / files["disk"]["path"]),
-            "--sha256", files["disk"]["sha256"], "--kernel", "tg-kernel",
-            "--ramdisk", "tg-initrd", "--cmdline", guest_image["cmdline"])
+    import_guest(cli, guest_image)
     cli.key = key
     yield cli
     left = clean_up(cli)

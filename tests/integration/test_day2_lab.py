@@ -17,7 +17,7 @@ import pytest
 
 from stackctl.lab import runtime as lab_runtime
 
-from .conftest import PROJECT, STACKCTL, Cli
+from .conftest import PROJECT, STACKCTL, Cli, import_guest
 from .labtools import LAB_ROOT, lab, lab_leftovers, require_no_lab
 
 LAB_KEY = LAB_ROOT / "id_ed25519"
@@ -49,14 +49,7 @@ def cloud(tmp_path_factory, guest_image):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
                        check=True)
         c.run("keypair", "add", "k1", "--public-key", f"{key}.pub")
-        files = guest_image["files"]
-        image_dir = PROJECT / "build" / "images" / "test-guest"
-        c.run("image", "import", "tg-kernel", str(image_dir / files["kernel"]["path"]),
-              "--disk-format", "aki")
-        c.run("image", "import", "tg-initrd", str(image_dir / files["initrd"]["path"]),
-              "--disk-format", "ari")
-        c.run("image", "import", "tg", str(image_dir / files["disk"]["path"]), "--kernel",
-              "tg-kernel", "--ramdisk", "tg-initrd", "--cmdline", guest_image["cmdline"])
+        import_guest(c, guest_image)
         c.key = key
         yield c
     finally:

@@ -91,25 +91,7 @@ def test_the_token_is_written_beside_the_disk_and_read_back(tmp_path):
 
 # --- the whole reconcile against libvirt's test driver (real qemu-img on tmp files) ----------
 
-NODE_XML = """<node>
-  <network>
-    <name>testnet</name>
-    <bridge name='tbr0'/>
-    <ip address='192.168.9.1' netmask='255.255.255.0'/>
-  </network>
-</node>
-"""
-
-
-@pytest.fixture
-def conn(tmp_path):
-    libvirt = pytest.importorskip("libvirt")
-    libvirt.registerErrorHandler(lambda *_a: None, None)
-    node = tmp_path / "node.xml"
-    node.write_text(NODE_XML)
-    c = libvirt.open(f"test://{node}")
-    yield c
-    c.close()
+# ``conn``: libvirt's test driver with one network (conftest.py).
 
 
 def qcow2(path):
