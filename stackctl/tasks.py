@@ -61,15 +61,22 @@ def vm_state(vm: VM, state: str, *, wait_timeout: int = DEFAULT_WAIT_TIMEOUT) ->
         "wait_timeout": wait_timeout,
         "virt_type": VIRT_TYPE,
     }
+    args.update(boot_args(image))
+    if vm.user_data:
+        args["user_data"] = vm.user_data
+    return Task("stack_vm", args, name=f"{state} {vm.name}")
+
+
+def boot_args(image: Image) -> dict:
+    """Direct kernel boot: the kernel, ramdisk and command line an AMI-style image names."""
+    args = {}
     if image.kernel is not None:
         args["kernel"] = cached_path(image.kernel)
         if image.ramdisk is not None:
             args["initrd"] = cached_path(image.ramdisk)
         if image.cmdline:
             args["cmdline"] = image.cmdline
-    if vm.user_data:
-        args["user_data"] = vm.user_data
-    return Task("stack_vm", args, name=f"{state} {vm.name}")
+    return args
 
 
 def vm_absent(vm_domain: str, uuid: str | None = None) -> Task:
@@ -113,12 +120,7 @@ def vm_rebuilt(vm: VM, image: Image, state: str, token: str,
     task = vm_state(vm, state, wait_timeout=wait_timeout)
     args = {k: v for k, v in task.args.items() if k not in ("kernel", "initrd", "cmdline")}
     args.update(image=cached_path(image), image_format=image.disk_format, rebuild_token=token)
-    if image.kernel is not None:
-        args["kernel"] = cached_path(image.kernel)
-        if image.ramdisk is not None:
-            args["initrd"] = cached_path(image.ramdisk)
-        if image.cmdline:
-            args["cmdline"] = image.cmdline
+    args.update(boot_args(image))
     return Task("stack_vm", args, name=f"rebuild {vm.name} from {image.name}")
 
 

@@ -19,14 +19,7 @@ from stackcore.errors import InvalidInput
 
 VM_UUID = "6f1c2a4e-0d7a-4b7e-9a51-2f3c4d5e6f70"
 
-NODE_XML = """<node>
-  <network>
-    <name>testnet</name>
-    <bridge name='tbr0'/>
-    <ip address='192.168.9.1' netmask='255.255.255.0'/>
-  </network>
-</node>
-"""
+# ``conn``: libvirt's test driver with the network ``testnet`` (conftest.py).
 
 
 def make_spec(**overrides):
@@ -38,18 +31,6 @@ def make_spec(**overrides):
     )
     values.update(overrides)
     return DomainSpec(**values)
-
-
-@pytest.fixture
-def conn(tmp_path):
-    """A libvirt test-driver connection with private state (its own node.xml)."""
-    libvirt = pytest.importorskip("libvirt")
-    libvirt.registerErrorHandler(lambda *_a: None, None)
-    node = tmp_path / "node.xml"
-    node.write_text(NODE_XML)
-    c = libvirt.open(f"test://{node}")
-    yield c
-    c.close()
 
 
 def test_disk_boot_has_boot_dev_hd_and_no_kernel():
