@@ -9,8 +9,8 @@ up: bootstrap deploy image demo   ## bring the all-in-one cloud up and show a VM
 
 test: deploy image                ## run the whole test suite (unit, modules, integration)
 	scripts/bootstrap.sh --test
-	$(VENV)/bin/pytest -q -m "not swift" tests
-	$(VENV)/bin/pytest -q -m swift tests
+	$(VENV)/bin/pytest -q --durations=25 -m "not swift" tests
+	$(VENV)/bin/pytest -q --durations=15 -m swift tests
 
 unit: bootstrap                   ## the tests that need no deployed cloud
 	$(VENV)/bin/pytest -q -m "not integration and not swift" tests

@@ -182,24 +182,6 @@ def test_drain_respects_anti_affinity_and_refuses_when_a_vm_cannot_move(cloud):
     cloud.run("server-group", "delete", "spread")
 
 
-@pytest.mark.parametrize(("step", "ends_on"), [("move", "source"), ("cleanup", "target")])
-def test_migration_killed_at_a_step_is_settled_to_one_copy(cloud, step, ends_on):
-    """Killed (SIGKILL) right before the live migration starts: rolled back to the source;
-    right after it finished: finished on the target. Never zero copies, never two."""
-    vm = create(cloud, f"crash-{step}")
-    boot_id = mark(cloud, vm)
-    killed = cloud.run("vm", "migrate", vm["name"], "--live", check=False,
-                       STACKCTL_CRASH_AT=step)
-    assert killed.returncode == -signal.SIGKILL
-    out = cloud.run("recover").stdout
-    assert ("rolled back" if ends_on == "source" else "finished") in out, out
-    after = assert_one_copy(cloud, vm["name"])
-    assert (after["host"] == vm["host"]) == (ends_on == "source")
-    assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") == boot_id
-    assert guest(cloud, after, "cat /root/marker") == "moved-with-me"
-    cloud.run("vm", "delete", vm["name"])
-
-
 def journal_step(home):
     try:
         with sqlite3.connect(f"file:{home}/stackctl.db?mode=ro", uri=True, timeout=1) as conn:
@@ -210,13 +192,10 @@ def journal_step(home):
     return row[0] if row else None
 
 
-def test_migration_killed_from_outside_while_libvirt_moves_it(cloud):
+def kill_from_outside(cloud, name):
     """SIGKILL the whole stackctl process group while the live migration runs on the source
-    host; the module (and libvirt's job) may carry on without its caller. Recovery waits for
-    them, reads where the domain is and settles: one running copy, the same boot."""
-    vm = create(cloud, "crash-out")
-    boot_id = mark(cloud, vm)
-    proc = subprocess.Popen([STACKCTL, "vm", "migrate", "crash-out", "--live"],
+    host; the module (and libvirt's job) may carry on without its caller."""
+    proc = subprocess.Popen([STACKCTL, "vm", "migrate", name, "--live"],
                             env=cloud.env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -225,11 +204,36 @@ def test_migration_killed_from_outside_while_libvirt_moves_it(cloud):
     time.sleep(2)  # the module is running on the source: libvirt is copying
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def test_a_migration_killed_at_any_point_is_settled_to_one_copy(cloud):
+    """One VM (boots are dear under TCG), killed three times: right before the live migration
+    starts (rolled back to the source), right after it finished (finished on the target), and
+    from outside while libvirt copies (recovery waits for libvirt, reads where the domain is and
+    settles). Never zero copies, never two; always the same boot and the guest's file."""
+    vm = create(cloud, "crash1")
+    boot_id = mark(cloud, vm)
+    where = vm["host"]
+    for step, ends_on in (("move", "source"), ("cleanup", "target")):
+        killed = cloud.run("vm", "migrate", "crash1", "--live", check=False,
+                           STACKCTL_CRASH_AT=step)
+        assert killed.returncode == -signal.SIGKILL, (step, killed.stderr)
+        out = cloud.run("recover").stdout
+        assert ("rolled back" if ends_on == "source" else "finished") in out, (step, out)
+        after = assert_one_copy(cloud, "crash1")
+        assert (after["host"] == where) == (ends_on == "source"), (step, where, after["host"])
+        assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") == boot_id, step
+        assert guest(cloud, after, "cat /root/marker") == "moved-with-me", step
+        where = after["host"]
+
+    kill_from_outside(cloud, "crash1")
     out = cloud.run("recover").stdout
-    assert "crash-out" in out
-    after = assert_one_copy(cloud, "crash-out")
+    assert "crash1" in out, out
+    after = assert_one_copy(cloud, "crash1")
     assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") == boot_id
-    cloud.run("vm", "delete", "crash-out")
+    assert guest(cloud, after, "cat /root/marker") == "moved-with-me"
+    cloud.run("vm", "delete", "crash1")
+    assert copies(vm["uuid"]) == ({}, [])
 
 
 def test_evacuate_rebuilds_the_vms_of_a_dead_host_elsewhere(cloud):
