@@ -25,7 +25,9 @@ options:
       - C(present) defines the VM and leaves its power state alone (a new VM stays off).
       - C(running) also starts it and waits up to I(wait_timeout) for its DHCP address.
       - C(stopped) sends an ACPI shutdown, waits up to I(stop_timeout), then forces it off.
-      - C(absent) forces it off, undefines it and removes its instance directory.
+      - C(absent) forces it off, undefines it and removes its instance directory, and drops
+        the DHCP reservation a live move made for its MAC on its network (found by the MAC
+        from I(uuid) or I(name) also when the domain is already gone).
     type: str
     choices: [present, running, stopped, absent]
     default: running

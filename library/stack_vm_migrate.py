@@ -16,6 +16,10 @@ description:
     directory over SSH with the same key and known_hosts.
   - C(settle) waits for any module holding the domain's lock and any libvirt job on it
     (a migration left running by an interrupted controller) and reports the domain's state.
+  - C(reserve) runs on the target of a live move, after the domain is defined there - it
+    reserves the guest's I(address) for its MAC in this host's libvirt network DHCP, and fails
+    if another guest here holds that address (lease or reservation). C(stack_vm state=absent)
+    drops the reservation with the domain.
   - Holds the domain's lock (I(instance_dir)/.I(name).lock) while working, as stack_vm does.
   - Idempotent - C(live) on a host where the domain is no longer defined and a C(copy) that
     finds the files already there change nothing. Supports check mode.
@@ -25,12 +29,16 @@ options:
     type: str
     required: true
   mode:
-    description: C(live), C(copy) or C(settle).
+    description: C(live), C(copy), C(settle) or C(reserve).
     type: str
     required: true
-    choices: [live, copy, settle]
+    choices: [live, copy, settle, reserve]
   target:
-    description: Address (or resolvable name) of the target host; required unless C(settle).
+    description: Address (or resolvable name) of the target host; required for C(live) and
+      C(copy).
+    type: str
+  address:
+    description: The guest's IPv4 address to reserve; required for C(reserve).
     type: str
   target_user:
     description: User to log in as on the target.
@@ -80,6 +88,12 @@ EXAMPLES = r"""
     name: stk-6f1c2a4e-0d7a-4b7e-9a51-2f3c4d5e6f70
     mode: copy
     target: 10.250.0.13
+
+- name: On the target of a live move, keep the guest's address for it
+  stack_vm_migrate:
+    name: stk-6f1c2a4e-0d7a-4b7e-9a51-2f3c4d5e6f70
+    mode: reserve
+    address: 192.168.150.76
 """
 
 RETURN = r"""
@@ -123,6 +137,7 @@ ARGUMENT_SPEC = dict(
     uri=dict(type="str", default="qemu:///system"),
     timeout=dict(type="int", default=600),
     bandwidth_mib=dict(type="int", default=0),
+    address=dict(type="str"),
 )
 
 

@@ -167,6 +167,13 @@ def vm_migrate(vm: VM, mode: str, target_address: str,
                 name=f"{'live-migrate' if mode == 'live' else 'copy the disk of'} {vm.name}")
 
 
+def vm_reserve_address(vm: VM) -> Task:
+    """Run on a live move's target once the domain is defined there: keep the guest's address
+    for it in that host's DHCP (refused when another guest there holds it)."""
+    return Task("stack_vm_migrate", {"name": vm.domain, "mode": "reserve", "address": vm.address},
+                name=f"reserve {vm.address} for {vm.name}")
+
+
 def vm_settle(vm_domain: str, timeout: int = MIGRATION_TIMEOUT) -> Task:
     """Wait for any module or libvirt job still working on the domain; report its state."""
     return Task("stack_vm_migrate", {"name": vm_domain, "mode": "settle", "timeout": timeout},

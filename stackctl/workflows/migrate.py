@@ -179,16 +179,19 @@ def _cold_steps(app: App, journal: Journal, ctx: MoveContext, ui: StepProgress) 
 
 def _prepare_target(app: App, ctx: MoveContext, ui: StepProgress, journal) -> None:
     """Cache the image parts on the target and define the domain there, not started (an
-    empty overlay for a live move's storage copy; a cold move's copy replaces it)."""
+    empty overlay for a live move's storage copy; a cold move's copy replaces it). A live
+    move also reserves the guest's address in the target's DHCP."""
     from stackctl.workflows.vm import _cache_task, _image_parts, _remember_cached
 
     with app.db.read() as session:
         vm = session.get(VM, ctx.uuid)
         parts = _image_parts(vm.image)
         work = [_cache_task(app, p) for p in parts]
-        define = tasks.vm_state(vm, "present", wait_timeout=0)
+        define = [tasks.vm_state(vm, "present", wait_timeout=0)]
+        if ctx.live and vm.address:  # the guest keeps its address: the target must too
+            define.append(tasks.vm_reserve_address(vm))
         target_id = vm.migration_host_id
-    app.runner.run_tasks(ctx.target, [*work, define], ui.task, label=journal.label)
+    app.runner.run_tasks(ctx.target, [*work, *define], ui.task, label=journal.label)
     _remember_cached(app, target_id, [p.sha256 for p in parts])
 
 

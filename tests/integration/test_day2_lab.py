@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+from stackcore import dhcp_host
 
 from stackctl.lab import runtime as lab_runtime
 
@@ -24,6 +25,7 @@ LAB_KEY = LAB_ROOT / "id_ed25519"
 KNOWN_HOSTS = PROJECT / "inventories" / "lab" / "known_hosts"
 INVENTORY = PROJECT / "inventories" / "lab" / "hosts.yml"
 HOSTS = ("lab1", "lab2", "lab3")
+NETWORK = "stack-provider"  # roles/hypervisor: hypervisor_network_name
 
 
 class LabCli(Cli):
@@ -106,6 +108,17 @@ def copies(vm_uuid):
     return found, dirs
 
 
+def reservations(mac):
+    """{host: [addresses]} of the DHCP reservations for ``mac`` on the lab hosts' networks."""
+    found = {}
+    for name in HOSTS:
+        xml = on_host(name, f"virsh net-dumpxml {NETWORK}")
+        mine = [ip for m, ip in dhcp_host.host_entries(xml) if m == mac.lower()]
+        if mine:
+            found[name] = mine
+    return found
+
+
 def assert_one_copy(cloud, name, state="running"):
     vm = cloud.json("vm", "show", name)
     found, dirs = copies(vm["uuid"])
@@ -135,8 +148,12 @@ def test_live_migration_keeps_the_guest_running_with_its_data(cloud):
     assert guest(cloud, after, "cat /root/marker") == "moved-with-me"
     # The same boot: the guest never restarted.
     assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") == boot_id
+    # It kept its address, and the target's DHCP keeps that address for it.
+    assert after["address"] == vm["address"]
+    assert reservations(vm["mac"]) == {after["host"]: [vm["address"]]}
     cloud.run("vm", "delete", "live1")
     assert copies(vm["uuid"]) == ({}, [])
+    assert reservations(vm["mac"]) == {}
 
 
 def test_cold_migration_to_a_chosen_host_moves_the_disk(cloud):
@@ -224,6 +241,10 @@ def test_a_migration_killed_at_any_point_is_settled_to_one_copy(cloud):
         assert (after["host"] == where) == (ends_on == "source"), (step, where, after["host"])
         assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") == boot_id, step
         assert guest(cloud, after, "cat /root/marker") == "moved-with-me", step
+        # The target's address reservation is gone with a rolled-back copy, kept with a
+        # finished move.
+        assert reservations(vm["mac"]) == (
+            {} if ends_on == "source" else {after["host"]: [vm["address"]]}), step
         where = after["host"]
 
     kill_from_outside(cloud, "crash1")
@@ -232,8 +253,10 @@ def test_a_migration_killed_at_any_point_is_settled_to_one_copy(cloud):
     after = assert_one_copy(cloud, "crash1")
     assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") == boot_id
     assert guest(cloud, after, "cat /root/marker") == "moved-with-me"
+    assert reservations(vm["mac"]) == {after["host"]: [vm["address"]]}
     cloud.run("vm", "delete", "crash1")
     assert copies(vm["uuid"]) == ({}, [])
+    assert reservations(vm["mac"]) == {}
 
 
 def test_evacuate_rebuilds_the_vms_of_a_dead_host_elsewhere(cloud):

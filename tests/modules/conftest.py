@@ -181,3 +181,9 @@ def documentation_mismatches(name, argument_spec_attr="ARGUMENT_SPEC"):
 def documentation_mismatches_fixture():
     """The ``documentation_mismatches`` function, as a fixture."""
     return documentation_mismatches
+
+
+@pytest.fixture(name="load_library_module")
+def load_library_module_fixture():
+    """The ``load_library_module`` function, as a fixture."""
+    return load_library_module

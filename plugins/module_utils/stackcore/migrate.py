@@ -1,6 +1,6 @@
 """Moving one VM from this hypervisor to another (the core of ``stack_vm_migrate``).
 
-Three modes, each idempotent and holding the domain's lock (``vm_lock``) while it works:
+Four modes, each idempotent and holding the domain's lock (``vm_lock``) while it works:
 
 - ``live``: libvirt peer-to-peer live migration with incremental storage copy. Only the VM's
   qcow2 overlay travels (``VIR_MIGRATE_NON_SHARED_INC``): the target already has the base image
@@ -14,6 +14,10 @@ Three modes, each idempotent and holding the domain's lock (``vm_lock``) while i
 - ``settle``: wait until no module holds the domain's lock and no libvirt job runs on it (a
   migration that an interrupted controller left running finishes or fails first), then report
   where things stand. Recovery uses it before deciding to go forward or back.
+- ``reserve`` (on the target, after the domain is defined there, before a live move): reserve
+  the guest's current ``address`` for its MAC in this host's DHCP (``dhcp_host``), refused when
+  another guest here holds that address. A live-moved guest keeps its address; this host's
+  dnsmasq must neither hand it out again nor have handed it out already.
 """
 
 import contextlib
@@ -24,15 +28,16 @@ import shlex
 import subprocess
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from . import validate
+from . import dhcp_host, validate
 from .errors import BackendError, Conflict, InvalidInput
 from .libvirt_conn import DEFAULT_URI, connect, import_libvirt, is_no_such
 from .vm_lock import acquire
 from .vm_plan import VmPaths
 
-MODES = ("live", "copy", "settle")
+MODES = ("live", "copy", "settle", "reserve")
 DEFAULT_KEY = "/etc/stackctl/migration/id_ed25519"
 DEFAULT_KNOWN_HOSTS = "/etc/stackctl/migration/known_hosts"
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -51,12 +56,15 @@ class MigrateRequest:
     uri: str = DEFAULT_URI
     timeout: float = 600
     bandwidth_mib: int = 0
+    address: str | None = None  # reserve: the guest's IPv4 address
 
     def validate(self):
         validate.resource_name(self.name, "domain name")
         if self.mode not in MODES:
             raise InvalidInput(f"invalid mode {self.mode!r}: use one of {', '.join(MODES)}")
-        if self.mode != "settle":
+        if self.mode == "reserve":
+            _ipv4(self.address)
+        elif self.mode != "settle":
             uri_host(self.target)
         if not _USER.match(self.target_user or ""):
             raise InvalidInput(f"invalid target_user {self.target_user!r}")
@@ -83,6 +91,14 @@ def uri_host(target):
                 f"invalid target {target!r}: not a hostname or an address") from None
         return target
     return f"[{address}]" if address.version == 6 else str(address)
+
+
+def _ipv4(address):
+    try:
+        return ipaddress.IPv4Address(address or "")
+    except ValueError:
+        raise InvalidInput(f"invalid address {address!r}: give the guest's IPv4 address") \
+            from None
 
 
 def target_uri(req):
@@ -125,6 +141,8 @@ def run(req, check=False, conn=None):
             return MigrateResult(False, power(conn, req.name), "settled")
         if req.mode == "live":
             return _live(conn, req, check)
+        if req.mode == "reserve":
+            return _reserve(conn, req, check)
         return _copy(conn, req, check)
     finally:
         if lock is not None:
@@ -230,3 +248,22 @@ def _copy(conn, req, check):
               if line.startswith(("<f", ">f"))]
     detail = f"copied {', '.join(copied)} to {req.target}" if copied else "already copied"
     return MigrateResult(bool(copied), here, detail, time.monotonic() - started)
+
+
+def _reserve(conn, req, check):
+    libvirt = import_libvirt()
+    try:
+        root = ET.fromstring(conn.lookupByName(req.name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    except libvirt.libvirtError as exc:
+        if is_no_such(exc):
+            raise Conflict(f"domain {req.name} is not defined here: define it before reserving "
+                           "its address") from None
+        raise BackendError(f"cannot read domain {req.name}: {exc.get_error_message()}") from exc
+    nic = root.find("devices/interface[@type='network']")
+    if nic is None or nic.find("mac") is None or nic.find("source") is None:
+        raise Conflict(f"domain {req.name} has no interface on a libvirt network")
+    mac, network = nic.find("mac").get("address"), nic.find("source").get("network")
+    actions = dhcp_host.reserve(conn, network, mac, str(_ipv4(req.address)), check=check)
+    detail = (f"reserved {req.address} for {mac} on network {network}" if actions
+              else f"{req.address} already reserved for {mac} on network {network}")
+    return MigrateResult(bool(actions), power(conn, req.name), detail)

@@ -12,7 +12,7 @@ import re
 import uuid as uuidlib
 from dataclasses import dataclass, fields
 
-from . import validate
+from . import dhcp_host, validate
 from .domain import DomainSpec, mac_for, normalise_mac, normalise_uuid
 from .errors import BackendError, Conflict, InvalidInput, NotFound, StackError
 from .libvirt_conn import DEFAULT_URI, connect, import_libvirt
@@ -284,12 +284,16 @@ def ensure_vm(req, check=False, conn=None):
         starts = any(a.kind == "start" for a in actions)
         if starts:
             _check_network(conn, spec.network)
+        released = _release_address(conn, req, current, check) if desired.state == "absent" \
+            else []
         if check:
-            return _predicted(req, current, desired, actions, conn)
+            predicted = _predicted(req, current, desired, actions, conn)
+            predicted.changed = predicted.changed or bool(released)
+            return predicted
         stale = current_lease(conn, spec.network, spec.mac) if starts else None
         forced = apply(conn, actions, desired, paths, stop_timeout=req.stop_timeout)
         after = read_current(conn, req.name, paths, image=None)
-        result = VmResult(changed=bool(actions), vm=_vm_view(req, after, None),
+        result = VmResult(changed=bool(actions or released), vm=_vm_view(req, after, None),
                           diff={"before": state_view(current), "after": state_view(after)},
                           actions=[str(a) for a in actions], forced=forced,
                           restart_required=_restart_required(after))
@@ -307,6 +311,18 @@ def ensure_vm(req, check=False, conn=None):
     finally:
         if lock is not None:
             lock.release()
+
+
+def _release_address(conn, req, current, check):
+    """Drop the DHCP reservation a live move made on this host for the VM (``dhcp_host``),
+    before the domain goes, so a run that dies half-way still finds it. Found by the VM's MAC
+    also when the domain is already gone: libvirt undefines a live-moved domain itself."""
+    if current.spec is not None:
+        network, mac = current.spec.network, current.spec.mac
+    else:
+        network = req.network or DEFAULT_NETWORK
+        mac = normalise_mac(req.mac) if req.mac else mac_for(_resolve_uuid(req, current))
+    return dhcp_host.release(conn, network, mac, check=check)
 
 
 def _address(conn, req, spec, stale, changed):
