@@ -74,9 +74,10 @@ def move(app: App, uuid: str, tenant_id: int, *, to: str | None, live: bool,
             ui.step("choosing the target host" if to is None else f"checking {to}")
             ctx = _claim(app, journal, uuid, to, live)
         _record_context(app, journal, ctx)
-        (_live_steps if live else _cold_steps)(app, journal, ctx, ui)
+        started_there = (_live_steps if live else _cold_steps)(app, journal, ctx, ui)
         with journal.step("finish"):
-            result = _finish(app, ctx, state="running" if ctx.was_running else "stopped")
+            result = _finish(app, ctx, "running" if ctx.was_running else "stopped",
+                             started_there)
         journal.finish("done")
     except (StackError, KeyboardInterrupt) as exc:
         if ctx is None:
@@ -143,6 +144,7 @@ def _record_context(app: App, journal: Journal, ctx: MoveContext) -> None:
 
 
 def _live_steps(app: App, journal: Journal, ctx: MoveContext, ui: StepProgress) -> None:
+    """The guest keeps running, and its address: nothing new to record."""
     with journal.step("prepare"):
         ui.step(f"preparing {ctx.target}: base image and an empty overlay")
         _prepare_target(app, ctx, ui, journal)
@@ -156,7 +158,9 @@ def _live_steps(app: App, journal: Journal, ctx: MoveContext, ui: StepProgress) 
         _remove_copy(app, ctx.source, ctx.uuid, ui, journal)
 
 
-def _cold_steps(app: App, journal: Journal, ctx: MoveContext, ui: StepProgress) -> None:
+def _cold_steps(app: App, journal: Journal, ctx: MoveContext, ui: StepProgress) -> dict:
+    """Returns the target's stack_vm result: the guest booted there takes a lease from the
+    target's dnsmasq, usually but not always the address it had."""
     with journal.step("stop"):
         if ctx.was_running:
             ui.step(f"stopping it on {ctx.source}")
@@ -171,10 +175,11 @@ def _cold_steps(app: App, journal: Journal, ctx: MoveContext, ui: StepProgress) 
                              [tasks.vm_migrate(_vm(app, ctx.uuid), "copy", ctx.target_address)],
                              ui.task, label=journal.label)
     with journal.step("start"):
-        _start_on_target(app, ctx, ui, journal)
+        started = _start_on_target(app, ctx, ui, journal)
     with journal.step("cleanup"):
         ui.step(f"removing the old copy from {ctx.source}")
         _remove_copy(app, ctx.source, ctx.uuid, ui, journal)
+    return started
 
 
 def _prepare_target(app: App, ctx: MoveContext, ui: StepProgress, journal) -> None:

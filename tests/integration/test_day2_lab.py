@@ -26,6 +26,7 @@ KNOWN_HOSTS = PROJECT / "inventories" / "lab" / "known_hosts"
 INVENTORY = PROJECT / "inventories" / "lab" / "hosts.yml"
 HOSTS = ("lab1", "lab2", "lab3")
 NETWORK = "stack-provider"  # roles/hypervisor: hypervisor_network_name
+OTHER_MAC = "52:54:00:00:00:99"  # a guest that is not there, holding an address by reservation
 
 
 class LabCli(Cli):
@@ -156,12 +157,26 @@ def test_live_migration_keeps_the_guest_running_with_its_data(cloud):
     assert reservations(vm["mac"]) == {}
 
 
+def dhcp_host_entry(host, command, mac, ip):
+    entry = f"<host mac='{mac}' ip='{ip}'/>"
+    on_host(host, f"virsh net-update {NETWORK} {command} ip-dhcp-host \"{entry}\" "
+                  "--live --config")
+
+
 def test_cold_migration_to_a_chosen_host_moves_the_disk(cloud):
     vm = create(cloud, "cold1")
     boot_id = mark(cloud, vm)
     to = next(h for h in HOSTS if h != vm["host"])
-    moved = cloud.json("vm", "migrate", "cold1", "--to", to)
+    # The target's dnsmasq would likely lease the guest its old address again (it hashes the
+    # MAC); with that address reserved for another guest there, it cannot: the move must
+    # record the address the guest really got.
+    dhcp_host_entry(to, "add-last", OTHER_MAC, vm["address"])
+    try:
+        moved = cloud.json("vm", "migrate", "cold1", "--to", to)
+    finally:
+        dhcp_host_entry(to, "delete", OTHER_MAC, vm["address"])
     assert moved["host"] == to and moved["mode"] == "cold"
+    assert moved["address"] != vm["address"]
     after = assert_one_copy(cloud, "cold1")
     assert guest(cloud, after, "cat /root/marker") == "moved-with-me"
     assert guest(cloud, after, "cat /proc/sys/kernel/random/boot_id") != boot_id
