@@ -28,13 +28,14 @@ import shlex
 import subprocess
 import threading
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from . import dhcp_host, validate
+from .domain import parse_domain
 from .errors import BackendError, Conflict, InvalidInput
 from .libvirt_conn import DEFAULT_URI, connect, import_libvirt, is_no_such
 from .vm_lock import acquire
+from .vm_ops import lookup
 from .vm_plan import VmPaths
 
 MODES = ("live", "copy", "settle", "reserve")
@@ -252,18 +253,15 @@ def _copy(conn, req, check):
 
 def _reserve(conn, req, check):
     libvirt = import_libvirt()
-    try:
-        root = ET.fromstring(conn.lookupByName(req.name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    except libvirt.libvirtError as exc:
-        if is_no_such(exc):
-            raise Conflict(f"domain {req.name} is not defined here: define it before reserving "
-                           "its address") from None
-        raise BackendError(f"cannot read domain {req.name}: {exc.get_error_message()}") from exc
-    nic = root.find("devices/interface[@type='network']")
-    if nic is None or nic.find("mac") is None or nic.find("source") is None:
+    dom = lookup(conn, req.name)
+    if dom is None:
+        raise Conflict(f"domain {req.name} is not defined here: define it before reserving "
+                       "its address")
+    spec = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    if not (spec.network and spec.mac):
         raise Conflict(f"domain {req.name} has no interface on a libvirt network")
-    mac, network = nic.find("mac").get("address"), nic.find("source").get("network")
-    actions = dhcp_host.reserve(conn, network, mac, str(_ipv4(req.address)), check=check)
-    detail = (f"reserved {req.address} for {mac} on network {network}" if actions
-              else f"{req.address} already reserved for {mac} on network {network}")
+    actions = dhcp_host.reserve(conn, spec.network, spec.mac, str(_ipv4(req.address)),
+                                check=check)
+    detail = (f"reserved {req.address} for {spec.mac} on network {spec.network}" if actions
+              else f"{req.address} already reserved for {spec.mac} on network {spec.network}")
     return MigrateResult(bool(actions), power(conn, req.name), detail)
